@@ -1,0 +1,325 @@
+//! Writer/reader pairs on generated blobs: boundaries, spanning, corruption.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+
+use super::reader::{ProblemKind, ReadReport, Sink, read_bundle};
+use super::writer::VolumeWriter;
+use crate::digest::Digest;
+use crate::manifest::{BundleManifest, Compression, Entry, EntryKind};
+
+/// Writes `oci-layout`, the blobs and an `index.json` and returns the manifest.
+pub(crate) fn write_set(dir: &Path, volume_size: u64, blobs: &[Vec<u8>]) -> BundleManifest {
+    let mut w = VolumeWriter::new(dir, volume_size, 3).unwrap();
+    let mut entries = vec![];
+    let mut add = |w: &mut VolumeWriter, kind, bytes: &[u8]| {
+        let digest = Digest::of(bytes);
+        let path = match kind {
+            EntryKind::OciLayout => "oci-layout".to_owned(),
+            EntryKind::Index => "index.json".to_owned(),
+            EntryKind::Blob => digest.layout_path(),
+        };
+        let p = w
+            .add_entry(&path, bytes.len() as u64, &mut &bytes[..])
+            .unwrap();
+        entries.push(Entry {
+            kind,
+            digest,
+            size: bytes.len() as u64,
+            media_type: None,
+            volume: p.volume,
+            frame_offset: p.frame_offset,
+            tar_offset: p.tar_offset,
+        });
+    };
+    add(&mut w, EntryKind::OciLayout, crate::oci::OCI_LAYOUT_FILE);
+    for b in blobs {
+        add(&mut w, EntryKind::Blob, b);
+    }
+    add(
+        &mut w,
+        EntryKind::Index,
+        br#"{"schemaVersion":2,"manifests":[]}"#,
+    );
+    let (volumes, tar_size) = w.finish().unwrap();
+    let m = BundleManifest {
+        format_version: 1,
+        bundle_id: "test".into(),
+        created: "2026-01-01T00:00:00Z".into(),
+        tool: "test".into(),
+        source: "test".into(),
+        compression: Compression {
+            algorithm: "zstd".into(),
+            level: 3,
+        },
+        volume_size,
+        tar_size,
+        volumes,
+        entries,
+        images: vec![],
+        base_bundle: None,
+    };
+    m.check().unwrap();
+    m
+}
+
+pub(crate) fn random_blobs(seed: u64, sizes: &[usize]) -> Vec<Vec<u8>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    sizes
+        .iter()
+        .map(|&n| {
+            let mut b = vec![0u8; n];
+            // Incompressible, like gzip layers.
+            rng.fill(&mut b[..]);
+            b
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Collect {
+    current: Vec<u8>,
+    good: BTreeMap<Digest, Vec<u8>>,
+    bad: Vec<Digest>,
+}
+
+impl Sink for Collect {
+    fn start(&mut self, _: &Entry) -> anyhow::Result<()> {
+        self.current.clear();
+        Ok(())
+    }
+    fn data(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.current.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn end(&mut self, e: &Entry, verified: bool) -> anyhow::Result<()> {
+        if verified {
+            self.good
+                .insert(e.digest, std::mem::take(&mut self.current));
+        } else {
+            self.bad.push(e.digest);
+        }
+        Ok(())
+    }
+}
+
+fn read(m: &BundleManifest, dir: &Path) -> (ReadReport, Collect) {
+    let mut sink = Collect::default();
+    let report = read_bundle(m, &[dir.to_path_buf()], true, &mut sink).unwrap();
+    (report, sink)
+}
+
+fn volume_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join(crate::manifest::volume_name(i))
+}
+
+#[test]
+fn round_trips_across_volume_edges_and_spanning_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 64 * 1024;
+    // Blobs near the limit, larger than a volume (spanning three), and tiny ones.
+    let blobs = random_blobs(
+        1,
+        &[
+            0,
+            1,
+            511,
+            512,
+            60_000,
+            65_000,
+            200_000,
+            30_000,
+            64 * 1024,
+            10,
+        ],
+    );
+    let m = write_set(dir.path(), size, &blobs);
+    assert!(m.volumes.len() >= 5, "{} volumes", m.volumes.len());
+    for v in &m.volumes {
+        let len = std::fs::metadata(volume_path(
+            dir.path(),
+            m.volumes.iter().position(|x| x == v).unwrap(),
+        ))
+        .unwrap()
+        .len();
+        assert_eq!(len, v.size);
+        assert!(len <= size, "{} is {len} bytes", v.name);
+    }
+    let (report, sink) = read(&m, dir.path());
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.entries_ok, m.entries.len());
+    for b in &blobs {
+        assert_eq!(sink.good[&Digest::of(b)], *b);
+    }
+}
+
+#[test]
+fn same_input_gives_identical_volumes() {
+    let blobs = random_blobs(2, &[100_000, 3, 70_000]);
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let ma = write_set(a.path(), 64 * 1024, &blobs);
+    let mb = write_set(b.path(), 64 * 1024, &blobs);
+    assert_eq!(ma, mb);
+    for i in 0..ma.volumes.len() {
+        assert_eq!(
+            std::fs::read(volume_path(a.path(), i)).unwrap(),
+            std::fs::read(volume_path(b.path(), i)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn concatenated_volumes_are_one_plain_tar_zst_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = random_blobs(3, &[150_000, 20]);
+    let m = write_set(dir.path(), 64 * 1024, &blobs);
+    let mut all = vec![];
+    for i in 0..m.volumes.len() {
+        all.extend(std::fs::read(volume_path(dir.path(), i)).unwrap());
+    }
+    let tar_bytes = zstd::stream::decode_all(&all[..]).unwrap();
+    assert_eq!(tar_bytes.len() as u64, m.tar_size);
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.first().unwrap(), "oci-layout");
+    assert_eq!(names.last().unwrap(), "index.json");
+    assert_eq!(names.len(), 4);
+}
+
+#[test]
+fn a_flipped_byte_names_the_blob_and_the_volume_and_the_rest_still_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = random_blobs(4, &[40_000, 40_000, 40_000, 40_000]);
+    let m = write_set(dir.path(), 64 * 1024, &blobs);
+    // Flip a byte in the middle of the second blob's frame.
+    let e = &m.entries[2];
+    let path = volume_path(dir.path(), e.volume as usize);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(e.frame_offset + 5_000) as usize] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let (report, sink) = read(&m, dir.path());
+    let kinds: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (&p.kind, p.digest))
+        .collect();
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, _)| matches!(k, ProblemKind::VolumeHash { .. })),
+        "{kinds:?}"
+    );
+    assert!(
+        report.problems.iter().any(|p| p.digest == Some(e.digest)
+            && p.volume.as_deref() == Some(m.volumes[e.volume as usize].name.as_str())),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(sink.bad, vec![e.digest]);
+    // Every other blob still verified.
+    assert_eq!(sink.good.len(), m.entries.len() - 1);
+}
+
+#[test]
+fn truncated_and_missing_volumes_are_reported_and_others_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = random_blobs(5, &[40_000, 40_000, 40_000, 40_000]);
+    let m = write_set(dir.path(), 64 * 1024, &blobs);
+    assert!(m.volumes.len() >= 3);
+    let v1 = volume_path(dir.path(), 1);
+    let bytes = std::fs::read(&v1).unwrap();
+    std::fs::write(&v1, &bytes[..bytes.len() / 2]).unwrap();
+    let (report, sink) = read(&m, dir.path());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| matches!(p.kind, ProblemKind::VolumeSize { .. }))
+    );
+    assert!(
+        report.problems.iter().any(|p| matches!(
+            p.kind,
+            ProblemKind::Truncated { .. } | ProblemKind::Decompress { .. }
+        )),
+        "{:?}",
+        report.problems
+    );
+    assert!(!sink.good.is_empty());
+    std::fs::remove_file(&v1).unwrap();
+    let (report, _) = read(&m, dir.path());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::VolumeMissing)
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| matches!(p.kind, ProblemKind::Unread { .. }))
+    );
+}
+
+#[test]
+fn swapped_and_extra_volumes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = random_blobs(6, &[50_000, 50_000, 50_000]);
+    let m = write_set(dir.path(), 64 * 1024, &blobs);
+    let (a, b) = (volume_path(dir.path(), 0), volume_path(dir.path(), 1));
+    let tmp = dir.path().join("tmp");
+    std::fs::rename(&a, &tmp).unwrap();
+    std::fs::rename(&b, &a).unwrap();
+    std::fs::rename(&tmp, &b).unwrap();
+    let (report, sink) = read(&m, dir.path());
+    assert!(
+        report
+            .problems
+            .iter()
+            .filter(|p| matches!(
+                p.kind,
+                ProblemKind::VolumeHash { .. } | ProblemKind::VolumeSize { .. }
+            ))
+            .count()
+            >= 2
+    );
+    assert!(sink.good.len() < m.entries.len());
+    std::fs::write(volume_path(dir.path(), 99), b"junk").unwrap();
+    let (report, _) = read(&m, dir.path());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::ExtraVolume
+                && p.volume.as_deref() == Some("images.tar.zst.099"))
+    );
+}
+
+#[test]
+fn a_decompression_bomb_is_stopped_at_the_declared_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = random_blobs(7, &[1000]);
+    let m = write_set(dir.path(), 64 * 1024, &blobs);
+    // Replace the volume with a frame of 100 MB of zeros; the reader must stop early.
+    let bomb = zstd::stream::encode_all(std::io::repeat(0).take_bytes(100 << 20), 19).unwrap();
+    std::fs::write(volume_path(dir.path(), 0), bomb).unwrap();
+    let (report, sink) = read(&m, dir.path());
+    assert!(sink.good.is_empty());
+    assert!(!report.problems.is_empty());
+}
+
+trait TakeBytes {
+    fn take_bytes(self, n: u64) -> std::io::Take<std::io::Repeat>;
+}
+impl TakeBytes for std::io::Repeat {
+    fn take_bytes(self, n: u64) -> std::io::Take<std::io::Repeat> {
+        std::io::Read::take(self, n)
+    }
+}

@@ -1,0 +1,380 @@
+//! Writes tar entries as zstd frames into size-capped volume files.
+//!
+//! Each entry (header, data, padding) is compressed as one frame. Before a
+//! frame is started, zstd's compress bound decides where it goes: in the room
+//! left in the current volume, else at the start of a new one; only an entry
+//! larger than a whole volume is cut, one frame per piece. So no volume ever
+//! exceeds the limit and each starts a frame at an entry boundary (or inside an
+//! entry too big for any volume). Volumes are hashed as they are written.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use zstd::stream::raw::{Encoder, Operation};
+
+use super::{BLOCK, TRAILER_LEN, entry_len, frame_bound, max_input_for, tar_header};
+use crate::digest::Hasher;
+use crate::manifest::{Volume, volume_name};
+
+/// The smallest volume size accepted: room for any small entry in one frame.
+pub const MIN_VOLUME_SIZE: u64 = 64 * 1024;
+/// A piece of a spanning entry is not started in less room than this.
+const MIN_PIECE: u64 = 4096;
+/// Input buffer for the compressor.
+const IN_BUF: usize = 256 * 1024;
+
+/// Where an entry's first frame landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Index of the volume holding the first frame.
+    pub volume: u32,
+    /// Offset of that frame in the volume file.
+    pub frame_offset: u64,
+    /// Offset of the entry's header in the uncompressed stream.
+    pub tar_offset: u64,
+}
+
+/// Why writing volumes failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The volume size cannot hold even a small entry.
+    #[error("volume size {0} is below the minimum of {MIN_VOLUME_SIZE} bytes")]
+    VolumeTooSmall(u64),
+    /// Reading the entry's content failed (a network or source error).
+    #[error("reading the content of {path}")]
+    Source {
+        /// The entry being written.
+        path: String,
+        /// What the source said.
+        #[source]
+        source: io::Error,
+    },
+    /// The content ended before the declared size.
+    #[error("the content of {path} ended after {got} of {expected} bytes")]
+    Short {
+        /// The entry being written.
+        path: String,
+        /// Bytes received.
+        got: u64,
+        /// Bytes declared.
+        expected: u64,
+    },
+    /// The content went on past the declared size.
+    #[error("the content of {path} is longer than the declared {expected} bytes")]
+    Long {
+        /// The entry being written.
+        path: String,
+        /// Bytes declared.
+        expected: u64,
+    },
+    /// Writing or compressing a volume failed.
+    #[error("writing {path}")]
+    Io {
+        /// The volume file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+struct OpenVolume {
+    index: usize,
+    path: PathBuf,
+    file: BufWriter<File>,
+    hasher: Hasher,
+    tar_offset: u64,
+}
+
+/// Writes entries into `images.tar.zst.NNN` files in a directory.
+pub struct VolumeWriter {
+    dir: PathBuf,
+    volume_size: u64,
+    encoder: Encoder<'static>,
+    in_buf: Vec<u8>,
+    out_buf: Vec<u8>,
+    current: Option<OpenVolume>,
+    closed: Vec<Volume>,
+    tar_pos: u64,
+}
+
+impl VolumeWriter {
+    /// Prepares to write volumes of at most `volume_size` bytes into `dir`.
+    pub fn new(dir: &Path, volume_size: u64, level: i32) -> Result<Self, WriteError> {
+        if volume_size < MIN_VOLUME_SIZE {
+            return Err(WriteError::VolumeTooSmall(volume_size));
+        }
+        let encoder = Encoder::new(level).map_err(|source| WriteError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(VolumeWriter {
+            dir: dir.to_owned(),
+            volume_size,
+            encoder,
+            in_buf: vec![0; IN_BUF],
+            out_buf: vec![0; zstd::zstd_safe::CCtx::out_size()],
+            current: None,
+            closed: Vec::new(),
+            tar_pos: 0,
+        })
+    }
+
+    /// Bytes of the uncompressed tar stream written so far.
+    pub fn tar_position(&self) -> u64 {
+        self.tar_pos
+    }
+
+    /// Writes one regular-file entry whose content `data` must be exactly
+    /// `size` bytes (checked: a short or long source is an error). Reading
+    /// `data` to its end lets a self-checking source report a digest mismatch.
+    pub fn add_entry(
+        &mut self,
+        path: &str,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<Placement, WriteError> {
+        let total = entry_len(size);
+        let header = tar_header(path, size);
+        let mut src = EntrySource {
+            path,
+            header: &header,
+            header_pos: 0,
+            data,
+            data_left: size,
+            size,
+            pad_left: total - BLOCK - size,
+        };
+        let placement = self.write_stream(&mut src, total)?;
+        let mut probe = [0u8; 1];
+        match src.data.read(&mut probe) {
+            Ok(0) => Ok(placement),
+            Ok(_) => Err(WriteError::Long {
+                path: path.to_owned(),
+                expected: size,
+            }),
+            Err(source) => Err(WriteError::Source {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes the end-of-archive blocks and closes the last volume.
+    pub fn finish(mut self) -> Result<(Vec<Volume>, u64), WriteError> {
+        let zeros = [0u8; TRAILER_LEN as usize];
+        self.write_stream(&mut &zeros[..], TRAILER_LEN)?;
+        self.close_current()?;
+        Ok((self.closed, self.tar_pos))
+    }
+
+    /// Compresses `total` bytes from `src` as one frame, or as one frame per
+    /// volume when they cannot fit in any single volume.
+    fn write_stream(&mut self, src: &mut dyn Read, total: u64) -> Result<Placement, WriteError> {
+        let whole = frame_bound(total);
+        if whole > self.room() && (whole <= self.volume_size || self.room() < MIN_PIECE) {
+            self.close_current()?;
+        }
+        self.open_if_needed()?;
+        let placement = Placement {
+            volume: self.current_index() as u32,
+            frame_offset: self.volume_size - self.room(),
+            tar_offset: self.tar_pos,
+        };
+        let mut left = total;
+        while left > 0 {
+            self.open_if_needed()?;
+            let piece = left.min(max_input_for(self.room()));
+            if piece < left.min(MIN_PIECE) {
+                self.close_current()?;
+                continue;
+            }
+            self.write_frame(src, piece)?;
+            left -= piece;
+        }
+        Ok(placement)
+    }
+
+    fn write_frame(&mut self, src: &mut dyn Read, len: u64) -> Result<(), WriteError> {
+        let vol = self.current.as_mut().expect("opened by the caller");
+        let path = vol.path.clone();
+        let io_err = |source| WriteError::Io {
+            path: path.clone(),
+            source,
+        };
+        let before = vol.hasher.len();
+        self.encoder.reinit().map_err(io_err)?;
+        self.encoder
+            .set_pledged_src_size(Some(len))
+            .map_err(io_err)?;
+        let mut left = len;
+        while left > 0 {
+            let want = (self.in_buf.len() as u64).min(left) as usize;
+            let n = read_some(src, &mut self.in_buf[..want])?;
+            let mut input = &self.in_buf[..n];
+            while !input.is_empty() {
+                let status = self
+                    .encoder
+                    .run_on_buffers(input, &mut self.out_buf)
+                    .map_err(io_err)?;
+                input = &input[status.bytes_read..];
+                emit(vol, &self.out_buf[..status.bytes_written])?;
+            }
+            left -= n as u64;
+        }
+        loop {
+            let mut out = zstd::stream::raw::OutBuffer::around(&mut self.out_buf[..]);
+            let remaining = self.encoder.finish(&mut out, true).map_err(io_err)?;
+            let written = out.pos();
+            emit(vol, &self.out_buf[..written])?;
+            if remaining == 0 {
+                break;
+            }
+        }
+        self.tar_pos += len;
+        let frame = vol.hasher.len() - before;
+        if vol.hasher.len() > self.volume_size || frame > frame_bound(len) {
+            return Err(io_err(io::Error::other(format!(
+                "a frame of {len} bytes compressed to {frame}, beyond zstd's bound"
+            ))));
+        }
+        Ok(())
+    }
+
+    fn room(&self) -> u64 {
+        match &self.current {
+            Some(v) => self.volume_size - v.hasher.len(),
+            None => self.volume_size,
+        }
+    }
+
+    fn current_index(&self) -> usize {
+        self.current.as_ref().map_or(self.closed.len(), |v| v.index)
+    }
+
+    fn open_if_needed(&mut self) -> Result<(), WriteError> {
+        if self.current.is_some() {
+            return Ok(());
+        }
+        let index = self.closed.len();
+        let path = self.dir.join(volume_name(index));
+        let file = File::create(&path).map_err(|source| WriteError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        self.current = Some(OpenVolume {
+            index,
+            path,
+            file: BufWriter::with_capacity(1 << 20, file),
+            hasher: Hasher::new(),
+            tar_offset: self.tar_pos,
+        });
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<(), WriteError> {
+        let Some(vol) = self.current.take() else {
+            return Ok(());
+        };
+        let io_err = |source| WriteError::Io {
+            path: vol.path.clone(),
+            source,
+        };
+        let file = vol.file.into_inner().map_err(|e| io_err(e.into_error()))?;
+        file.sync_all().map_err(io_err)?;
+        self.closed.push(Volume {
+            name: volume_name(vol.index),
+            size: vol.hasher.len(),
+            sha256: vol.hasher.finish(),
+            tar_offset: vol.tar_offset,
+            tar_size: self.tar_pos - vol.tar_offset,
+        });
+        Ok(())
+    }
+}
+
+fn emit(vol: &mut OpenVolume, bytes: &[u8]) -> Result<(), WriteError> {
+    vol.hasher.update(bytes);
+    vol.file.write_all(bytes).map_err(|source| WriteError::Io {
+        path: vol.path.clone(),
+        source,
+    })
+}
+
+/// Reads at least one byte, mapping errors and early ends of entry sources.
+fn read_some(src: &mut dyn Read, buf: &mut [u8]) -> Result<usize, WriteError> {
+    loop {
+        match src.read(buf) {
+            Ok(0) => {
+                return Err(WriteError::Source {
+                    path: String::new(),
+                    source: io::ErrorKind::UnexpectedEof.into(),
+                });
+            }
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(unwrap_entry_error(e)),
+        }
+    }
+}
+
+/// The error an [`EntrySource`] smuggles through `io::Error`.
+#[derive(Debug, thiserror::Error)]
+#[error("entry source failed")]
+struct EntryErr(#[source] WriteError);
+
+fn unwrap_entry_error(e: io::Error) -> WriteError {
+    if e.get_ref().is_some_and(|inner| inner.is::<EntryErr>()) {
+        let inner = e.into_inner().expect("checked above");
+        return inner.downcast::<EntryErr>().expect("checked above").0;
+    }
+    WriteError::Source {
+        path: String::new(),
+        source: e,
+    }
+}
+
+/// The bytes of one tar entry: header, content (checked for length), padding.
+struct EntrySource<'a> {
+    path: &'a str,
+    header: &'a [u8],
+    header_pos: usize,
+    data: &'a mut dyn Read,
+    data_left: u64,
+    size: u64,
+    pad_left: u64,
+}
+
+impl Read for EntrySource<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.header_pos < self.header.len() {
+            let n = buf.len().min(self.header.len() - self.header_pos);
+            buf[..n].copy_from_slice(&self.header[self.header_pos..self.header_pos + n]);
+            self.header_pos += n;
+            return Ok(n);
+        }
+        if self.data_left > 0 {
+            let want = (buf.len() as u64).min(self.data_left) as usize;
+            let n = self.data.read(&mut buf[..want]).map_err(|source| {
+                io::Error::other(EntryErr(WriteError::Source {
+                    path: self.path.to_owned(),
+                    source,
+                }))
+            })?;
+            if n == 0 {
+                return Err(io::Error::other(EntryErr(WriteError::Short {
+                    path: self.path.to_owned(),
+                    got: self.size - self.data_left,
+                    expected: self.size,
+                })));
+            }
+            self.data_left -= n as u64;
+            return Ok(n);
+        }
+        let n = (buf.len() as u64).min(self.pad_left) as usize;
+        buf[..n].fill(0);
+        self.pad_left -= n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,422 @@
+//! `bundle create`: fetch a plan's content once and write it straight into
+//! signed volumes.
+//!
+//! Network and archive run side by side: async tasks fetch blobs (a few
+//! ahead, each through a small bounded channel) while one thread compresses
+//! and writes the single ordered stream. Every body is checked against its
+//! digest as it arrives; bundle.json and its signature are written last, each
+//! atomically, so an interrupted run never leaves a bundle that verifies.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::archive::writer::VolumeWriter;
+use crate::digest::Digest;
+use crate::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, Volume};
+use crate::oci::{self, Descriptor, LayoutIndex};
+use crate::sign::SecretKey;
+use crate::source::{BlobSource, Fetcher, Item, Plan, SourceSpec};
+
+/// Blobs fetched ahead of the one being written.
+const JOBS_AHEAD: usize = 3;
+/// Chunks buffered per blob between network and writer.
+const CHUNKS_AHEAD: usize = 16;
+
+/// What `create` needs besides the plan.
+pub struct CreateOptions {
+    /// Output directory (created if missing; must not hold a bundle).
+    pub out: PathBuf,
+    /// Largest volume file in bytes.
+    pub volume_size: u64,
+    /// zstd level.
+    pub level: i32,
+    /// How bundle.json names the source.
+    pub source: SourceSpec,
+}
+
+/// Progress of a create run.
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// The plan is known.
+    Planned {
+        /// Images to write.
+        images: usize,
+        /// Content bytes to write.
+        bytes: u64,
+    },
+    /// More content bytes were written.
+    Bytes(u64),
+    /// An image is complete in the archive.
+    ImageDone,
+}
+
+/// Receives [`Event`]s (from the writer thread too).
+pub type Progress = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// What a finished create wrote.
+#[derive(Debug, serde::Serialize)]
+pub struct CreateReport {
+    /// The output directory.
+    pub out: PathBuf,
+    /// The bundle id.
+    pub bundle_id: String,
+    /// Images bundled.
+    pub images: usize,
+    /// Distinct blobs (manifests included).
+    pub blobs: usize,
+    /// Content bytes.
+    pub content_bytes: u64,
+    /// The volumes written.
+    pub volumes: Vec<Volume>,
+    /// Notes (images skipped and why).
+    pub warnings: Vec<String>,
+    /// Digest of bundle.json.
+    pub manifest_digest: Digest,
+}
+
+/// Refuses an output directory that already holds bundle files.
+pub fn prepare_out_dir(out: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for entry in fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name == manifest::FILE_NAME
+            || name == manifest::SIGNATURE_FILE_NAME
+            || name == manifest::SUMS_FILE_NAME
+            || name.starts_with(manifest::VOLUME_PREFIX)
+        {
+            bail!(
+                "{} already holds bundle files ({name}); choose an empty directory or remove them",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes the plan into volumes, then bundle.json, its signature and SHA256SUMS.
+pub async fn write_bundle(
+    fetcher: &Fetcher,
+    plan: Plan,
+    opts: &CreateOptions,
+    key: &SecretKey,
+    progress: Progress,
+) -> anyhow::Result<CreateReport> {
+    if plan.images.is_empty() {
+        bail!("no images matched: nothing to bundle");
+    }
+    progress(Event::Planned {
+        images: plan.images.len(),
+        bytes: plan.total_bytes(),
+    });
+    let index_json = layout_index(&plan);
+    let (job_tx, job_rx) = mpsc::channel::<Job>(JOBS_AHEAD);
+    let writer = {
+        let (out, size, level, progress) = (
+            opts.out.clone(),
+            opts.volume_size,
+            opts.level,
+            progress.clone(),
+        );
+        std::thread::spawn(move || write_entries(&out, size, level, job_rx, progress))
+    };
+    let sent = send_jobs(fetcher, &plan, index_json, &job_tx).await;
+    drop(job_tx);
+    let written = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the volume writer thread panicked"))?;
+    // A writer error explains a failed send better than the send itself.
+    let (entries, volumes, tar_size) = written?;
+    sent?;
+
+    let mut id = [0u8; 16];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut id);
+    let m = BundleManifest {
+        format_version: manifest::FORMAT_VERSION,
+        bundle_id: hex::encode(id),
+        created: now_rfc3339(),
+        tool: concat!("bundle ", env!("CARGO_PKG_VERSION")).into(),
+        source: opts.source.describe(),
+        compression: Compression {
+            algorithm: "zstd".into(),
+            level: opts.level,
+        },
+        volume_size: opts.volume_size,
+        tar_size,
+        volumes,
+        entries,
+        images: plan
+            .images
+            .iter()
+            .map(|i| Image {
+                reference: i.reference.clone(),
+                source: i.source.clone(),
+                digest: i.top.digest,
+                media_type: i.top.media_type.clone(),
+                size: i.top.size,
+                platforms: i.platforms.clone(),
+                platform_filtered: i.platform_filtered,
+                blobs: i.blobs.clone(),
+            })
+            .collect(),
+        base_bundle: None,
+    };
+    m.check()
+        .context("checking the bundle.json about to be written")?;
+    let bytes = m.to_canonical_bytes();
+    let comment = format!(
+        "timestamp:{}\tfile:{}\tbundle:{}",
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+        manifest::FILE_NAME,
+        m.bundle_id
+    );
+    let signature = key.sign(&bytes, &comment)?;
+    write_atomic(
+        &opts.out,
+        manifest::SUMS_FILE_NAME,
+        manifest::sha256sums(&m.volumes).as_bytes(),
+    )?;
+    write_atomic(
+        &opts.out,
+        manifest::SIGNATURE_FILE_NAME,
+        signature.to_file_text().as_bytes(),
+    )?;
+    write_atomic(&opts.out, manifest::FILE_NAME, &bytes)?;
+    Ok(CreateReport {
+        out: opts.out.clone(),
+        bundle_id: m.bundle_id.clone(),
+        images: m.images.len(),
+        blobs: m.entries.len() - 2,
+        content_bytes: m.content_size(),
+        volumes: m.volumes,
+        warnings: plan.warnings,
+        manifest_digest: Digest::of(&bytes),
+    })
+}
+
+/// The layout's index.json: one entry per image, sorted, with skopeo's ref name.
+fn layout_index(plan: &Plan) -> Bytes {
+    let index = LayoutIndex {
+        schema_version: 2,
+        media_type: Some(oci::OCI_INDEX.into()),
+        manifests: plan
+            .images
+            .iter()
+            .map(|i| Descriptor {
+                media_type: i.top.media_type.clone(),
+                digest: i.top.digest,
+                size: i.top.size,
+                platform: None,
+                annotations: [
+                    (oci::REF_NAME.to_owned(), i.reference.clone()),
+                    (oci::SOURCE_REF.to_owned(), i.source.clone()),
+                ]
+                .into(),
+            })
+            .collect(),
+    };
+    Bytes::from(serde_json::to_vec(&index).expect("index serializes"))
+}
+
+struct Job {
+    kind: EntryKind,
+    digest: Digest,
+    size: u64,
+    media_type: Option<String>,
+    data: JobData,
+    images_done: usize,
+}
+
+enum JobData {
+    Bytes(Bytes),
+    Channel(mpsc::Receiver<io::Result<Bytes>>),
+    File(crate::source::CheckedReader),
+}
+
+async fn send_jobs(
+    fetcher: &Fetcher,
+    plan: &Plan,
+    index_json: Bytes,
+    tx: &mpsc::Sender<Job>,
+) -> anyhow::Result<()> {
+    let closed = || anyhow::anyhow!("the volume writer stopped");
+    let small = |kind, bytes: Bytes, media_type: Option<String>| Job {
+        kind,
+        digest: Digest::of(&bytes),
+        size: bytes.len() as u64,
+        media_type,
+        data: JobData::Bytes(bytes),
+        images_done: 0,
+    };
+    let layout = Bytes::from_static(oci::OCI_LAYOUT_FILE);
+    tx.send(small(EntryKind::OciLayout, layout, None))
+        .await
+        .map_err(|_| closed())?;
+    for item in &plan.items {
+        let images_done = plan
+            .images
+            .iter()
+            .filter(|i| i.top.digest == item.digest())
+            .count();
+        let job = match item {
+            Item::Manifest {
+                media_type, bytes, ..
+            } => Job {
+                images_done,
+                ..small(EntryKind::Blob, bytes.clone(), Some(media_type.clone()))
+            },
+            Item::Blob { repo, descriptor } => {
+                let source = fetcher
+                    .open_blob(repo, descriptor)
+                    .await
+                    .with_context(|| format!("fetching blob {} of {repo}", descriptor.digest))?;
+                let data = match source {
+                    BlobSource::File(reader) => JobData::File(reader),
+                    BlobSource::Stream(mut stream) => {
+                        let (ctx, crx) = mpsc::channel(CHUNKS_AHEAD);
+                        tokio::spawn(async move {
+                            while let Some(chunk) = stream.next().await {
+                                let failed = chunk.is_err();
+                                if ctx.send(chunk.map_err(io::Error::other)).await.is_err()
+                                    || failed
+                                {
+                                    break;
+                                }
+                            }
+                        });
+                        JobData::Channel(crx)
+                    }
+                };
+                Job {
+                    kind: EntryKind::Blob,
+                    digest: descriptor.digest,
+                    size: descriptor.size,
+                    media_type: Some(descriptor.media_type.clone()),
+                    data,
+                    images_done,
+                }
+            }
+        };
+        tx.send(job).await.map_err(|_| closed())?;
+    }
+    tx.send(small(
+        EntryKind::Index,
+        index_json,
+        Some(oci::OCI_INDEX.into()),
+    ))
+    .await
+    .map_err(|_| closed())?;
+    Ok(())
+}
+
+type Written = (Vec<Entry>, Vec<Volume>, u64);
+
+/// The writer thread: entries in the order they arrive.
+fn write_entries(
+    out: &Path,
+    volume_size: u64,
+    level: i32,
+    mut jobs: mpsc::Receiver<Job>,
+    progress: Progress,
+) -> anyhow::Result<Written> {
+    let mut writer = VolumeWriter::new(out, volume_size, level)?;
+    let mut entries = Vec::new();
+    while let Some(job) = jobs.blocking_recv() {
+        let path = match job.kind {
+            EntryKind::OciLayout => "oci-layout".to_owned(),
+            EntryKind::Index => "index.json".to_owned(),
+            EntryKind::Blob => job.digest.layout_path(),
+        };
+        let mut reader: Box<dyn Read> = match job.data {
+            JobData::Bytes(b) => Box::new(b.reader()),
+            JobData::Channel(rx) => Box::new(ChannelReader {
+                rx,
+                current: Bytes::new(),
+            }),
+            JobData::File(f) => Box::new(f),
+        };
+        let mut counted = Counted {
+            inner: &mut reader,
+            progress: &progress,
+        };
+        let placement = writer.add_entry(&path, job.size, &mut counted)?;
+        entries.push(Entry {
+            kind: job.kind,
+            digest: job.digest,
+            size: job.size,
+            media_type: job.media_type,
+            volume: placement.volume,
+            frame_offset: placement.frame_offset,
+            tar_offset: placement.tar_offset,
+        });
+        for _ in 0..job.images_done {
+            progress(Event::ImageDone);
+        }
+    }
+    let (volumes, tar_size) = writer.finish()?;
+    Ok((entries, volumes, tar_size))
+}
+
+/// Reads chunks a fetch task sends; an `Err` chunk is the fetch's failure.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(chunk) => self.current = chunk?,
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+struct Counted<'a, R: Read + ?Sized> {
+    inner: &'a mut R,
+    progress: &'a Progress,
+}
+
+impl<R: Read + ?Sized> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress)(Event::Bytes(n as u64));
+        Ok(n)
+    }
+}
+
+/// Writes `name` in `dir` through a temporary file, fsync and rename.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, &path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(())
+}
+
+fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 is a valid nanosecond");
+    now.format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
+}

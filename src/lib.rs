@@ -1,0 +1,24 @@
+//! `bundle` moves container images into air-gapped networks on removable media,
+//! with proof that nothing changed on the way.
+//!
+//! Modules, in the order data flows (see `DESIGN.md`):
+//!
+//! - [`registry`]: the only network code: distribution API, auth, pagination.
+//! - [`source`]: turns a source (registry, image list, OCI layout) and filters
+//!   into the images and blobs to bundle, in archive order.
+//! - [`archive`]: the volume writer (tar → zstd frames → volumes) and the strict
+//!   reader shared by verify, extract and push.
+//! - [`manifest`]: bundle.json types and canonical bytes.
+//! - [`sign`]: minisign-compatible ed25519 keys and signatures.
+//! - [`create`] and [`verify`]: the two halves of the product.
+//! - [`digest`], [`oci`]: content digests and OCI descriptor walking.
+
+pub mod archive;
+pub mod create;
+pub mod digest;
+pub mod manifest;
+pub mod oci;
+pub mod registry;
+pub mod sign;
+pub mod source;
+pub mod verify;

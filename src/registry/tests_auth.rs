@@ -1,0 +1,270 @@
+//! Authentication against a scripted HTTP server: token services (basic,
+//! anonymous, refresh token, static bearer), basic challenges, realms.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::testutil::{MiniServer, Reply, Request};
+use super::*;
+
+fn insecure(credentials: Credentials) -> ClientOptions {
+    ClientOptions {
+        tls_verify: false,
+        credentials,
+        ..ClientOptions::default()
+    }
+}
+
+async fn connect(server: &MiniServer, credentials: Credentials) -> Result<Registry, RegistryError> {
+    Registry::connect(&server.url(), &insecure(credentials)).await
+}
+
+fn basic(u: &str, p: &str) -> Credentials {
+    Credentials::Basic {
+        username: u.into(),
+        password: p.into(),
+    }
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn tags_page(tags: &[&str]) -> String {
+    serde_json::json!({"name": "app", "tags": tags}).to_string()
+}
+
+/// A registry with a token service at `/token`. Tokens read
+/// `tok-<n> <scopes…>`, so the registry can check the scope they carry.
+fn token_registry(
+    issued: Arc<AtomicUsize>,
+    reject_first_token: bool,
+) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+    let rejected = AtomicUsize::new(0);
+    move |req: &Request| {
+        let host = req.header("host").unwrap_or("").to_owned();
+        let challenge = |scope: &str| {
+            let mut params = format!(r#"Bearer realm="http://{host}/token",service="fake""#);
+            if !scope.is_empty() {
+                params.push_str(&format!(r#",scope="{scope}""#));
+            }
+            Reply::json(
+                401,
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            )
+            .header("www-authenticate", params)
+        };
+        if req.path() == "/token" {
+            let scopes = if req.method == "POST" {
+                let form = String::from_utf8_lossy(&req.body).into_owned();
+                let probe = Request {
+                    target: format!("/?{form}"),
+                    ..req.clone()
+                };
+                if probe.query("grant_type").as_deref() != Some("refresh_token")
+                    || probe.query("refresh_token").as_deref() != Some("refresh-me")
+                    || probe.query("service").as_deref() != Some("fake")
+                {
+                    return Reply::status(401);
+                }
+                probe.query("scope").unwrap_or_default()
+            } else {
+                let want = format!("Basic {}", b64("alice:pw"));
+                if req.header("authorization").is_some_and(|a| a != want) {
+                    return Reply::status(401);
+                }
+                req.query_all("scope").join(" ")
+            };
+            let n = issued.fetch_add(1, Ordering::SeqCst);
+            let body = serde_json::json!({
+                "access_token": format!("tok-{n} {scopes}"),
+                "expires_in": 300
+            });
+            return Reply::json(200, body.to_string());
+        }
+        let need = match req.path() {
+            "/v2/" => None,
+            "/v2/_catalog" => Some("registry:catalog:*".to_owned()),
+            p => p
+                .strip_prefix("/v2/")
+                .and_then(|p| p.split_once("/tags/list"))
+                .map(|(repo, _)| format!("repository:{repo}:pull")),
+        };
+        let token = req
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let Some(need) = need else {
+            return if token.is_empty() {
+                challenge("")
+            } else {
+                Reply::json(200, "{}")
+            };
+        };
+        if !token.split(' ').any(|s| s == need) {
+            return challenge(&need);
+        }
+        if reject_first_token && rejected.fetch_add(1, Ordering::SeqCst) == 0 {
+            return challenge(&need);
+        }
+        if need.starts_with("registry") {
+            Reply::json(200, r#"{"repositories":["app"]}"#)
+        } else {
+            Reply::json(200, tags_page(&["t"]))
+        }
+    }
+}
+
+#[tokio::test]
+async fn token_flow_with_basic_credentials() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let server = MiniServer::start("127.0.0.1", token_registry(issued.clone(), false)).await;
+    let r = connect(&server, basic("alice", "pw"))
+        .await
+        .expect("connect");
+    assert_eq!(r.catalog().await.expect("catalog"), vec!["app"]);
+    assert_eq!(r.tags("app").await.expect("tags"), vec!["t"]);
+    assert_eq!(r.tags("app").await.expect("tags again"), vec!["t"]);
+    // A login check at connect, then one token per scope (cached for the second tags()).
+    assert_eq!(issued.load(Ordering::SeqCst), 3);
+
+    let seen = server.seen();
+    let token_reqs: Vec<&Request> = seen.iter().filter(|q| q.path() == "/token").collect();
+    assert_eq!(token_reqs.len(), 3);
+    assert!(token_reqs[0].query_all("scope").is_empty());
+    assert_eq!(token_reqs[1].query_all("scope"), vec!["registry:catalog:*"]);
+    assert_eq!(
+        token_reqs[2].query_all("scope"),
+        vec!["repository:app:pull"]
+    );
+    assert!(
+        token_reqs
+            .iter()
+            .all(|q| q.query("service").as_deref() == Some("fake"))
+    );
+    for q in seen.iter().filter(|q| q.path() != "/token") {
+        assert!(
+            !q.header("authorization")
+                .is_some_and(|a| a.starts_with("Basic")),
+            "basic credentials must only go to the token service: {q:?}"
+        );
+    }
+
+    let e = connect(&server, basic("alice", "wrong"))
+        .await
+        .expect_err("bad password");
+    assert!(matches!(e, RegistryError::Unauthorized { .. }), "{e}");
+    assert!(!format!("{e} {e:?}").contains("wrong"));
+}
+
+#[tokio::test]
+async fn token_flow_anonymous_identity_token_and_static_bearer() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let server = MiniServer::start("127.0.0.1", token_registry(issued.clone(), false)).await;
+
+    let r = connect(&server, Credentials::Anonymous)
+        .await
+        .expect("anonymous");
+    assert_eq!(r.tags("app").await.expect("tags"), vec!["t"]);
+    let token_req = server
+        .seen()
+        .into_iter()
+        .find(|q| q.path() == "/token")
+        .expect("token request");
+    assert_eq!(token_req.header("authorization"), None);
+
+    let refresh = Credentials::IdentityToken {
+        username: "alice".into(),
+        token: "refresh-me".into(),
+    };
+    let r = connect(&server, refresh).await.expect("identity token");
+    assert_eq!(r.catalog().await.expect("catalog"), vec!["app"]);
+    assert!(
+        server
+            .seen()
+            .iter()
+            .any(|q| q.path() == "/token" && q.method == "POST")
+    );
+
+    let before = issued.load(Ordering::SeqCst);
+    let r = connect(
+        &server,
+        Credentials::Bearer("tok-x repository:app:pull".into()),
+    )
+    .await
+    .expect("static bearer");
+    assert_eq!(r.tags("app").await.expect("tags"), vec!["t"]);
+    let e = r
+        .catalog()
+        .await
+        .expect_err("scope not in the static token");
+    assert!(
+        matches!(&e, RegistryError::Unauthorized { scope: Some(s), .. } if s == "registry:catalog:*"),
+        "{e}"
+    );
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        before,
+        "a static token is never exchanged"
+    );
+}
+
+#[tokio::test]
+async fn rejected_token_is_replaced_once() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let server = MiniServer::start("127.0.0.1", token_registry(issued.clone(), true)).await;
+    let r = connect(&server, Credentials::Anonymous)
+        .await
+        .expect("connect");
+    assert_eq!(r.tags("app").await.expect("tags"), vec!["t"]);
+    assert_eq!(issued.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn basic_challenge_and_ping_failures() {
+    let server = MiniServer::start("127.0.0.1", |req: &Request| {
+        if req.header("authorization") == Some(&format!("Basic {}", b64("u:p"))[..]) {
+            Reply::json(200, r#"{"repositories":["x"]}"#)
+        } else {
+            Reply::status(401).header("www-authenticate", r#"Basic realm="reg""#)
+        }
+    })
+    .await;
+    let e = connect(&server, Credentials::Anonymous)
+        .await
+        .expect_err("anonymous");
+    assert!(matches!(e, RegistryError::Unauthorized { .. }), "{e}");
+    let r = connect(&server, basic("u", "p")).await.expect("basic");
+    assert_eq!(r.catalog().await.expect("catalog"), vec!["x"]);
+
+    let not_registry = MiniServer::start("127.0.0.1", |_: &Request| Reply::status(404)).await;
+    let e = connect(&not_registry, Credentials::Anonymous)
+        .await
+        .expect_err("404");
+    assert!(matches!(e, RegistryError::Http { status: 404, .. }), "{e}");
+
+    // Loopback without a scheme and without verification: https fails, plain http works.
+    let ok = MiniServer::start("127.0.0.1", |_: &Request| Reply::json(200, "{}")).await;
+    let r = Registry::connect(&ok.host(), &insecure(Credentials::Anonymous))
+        .await
+        .expect("fallback");
+    assert!(r.is_plain_http());
+}
+
+#[tokio::test]
+async fn realm_that_is_not_http_is_refused() {
+    // Credentials never go to a realm that is not https (or http when the
+    // registry itself is plain http, as here).
+    let server = MiniServer::start("127.0.0.1", |_: &Request| {
+        Reply::status(401).header(
+            "www-authenticate",
+            r#"Bearer realm="ftp://evil.example/token",service="x""#,
+        )
+    })
+    .await;
+    let e = connect(&server, basic("u", "p"))
+        .await
+        .expect_err("bad realm");
+    assert!(matches!(e, RegistryError::InvalidRealm { .. }), "{e}");
+}

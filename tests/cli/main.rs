@@ -1,0 +1,8 @@
+//! Command-line tests: one binary, a module per command, each test running
+//! the real `bundle` binary in a fresh temp dir against real parts (Debian's
+//! `docker-registry`, `skopeo`, `minisign`, `zstd`, `tar`) on loopback.
+//!
+//! Shared fixtures are in [`support`]; its own tests are in `support_selftest`.
+
+mod support;
+mod support_selftest;

@@ -1,0 +1,176 @@
+//! Fixtures for tests against the real parts: Debian's `docker-registry`,
+//! `skopeo` as an independent client, OCI layouts generated on disk, and a
+//! paging proxy for what the real registry does not do.
+//!
+//! - [`registry`]: [`TestRegistry`], a real registry on loopback (htpasswd, TLS).
+//! - [`images`]: [`LayoutBuilder`], deterministic OCI image layouts.
+//! - [`seed`]: pushing with `skopeo`, reading manifests back with `curl`, and
+//!   [`standard_fixture`] / [`seed_many_repositories`].
+//! - [`proxy`]: [`PagingProxy`], paginates `tags/list` and counts requests.
+//!
+//! Every helper panics with a readable message on failure: a fixture that
+//! cannot be set up is a failed test, never a skipped one.
+
+// Each test module uses a different part of the harness.
+#![allow(dead_code, unused_imports)]
+
+pub mod images;
+pub mod proxy;
+pub mod registry;
+pub mod seed;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+pub use images::{ImageSpec, LayerSpec, Layout, LayoutBuilder, Platform};
+pub use proxy::PagingProxy;
+pub use registry::TestRegistry;
+pub use seed::{
+    Format, Pushed, RemoteManifest, StandardFixture, fetch_manifest, seed_many_repositories,
+    seed_standard, skopeo_inspect_raw, skopeo_push, standard_fixture,
+};
+
+/// The `bundle` binary built by cargo for this test run, as an `assert_cmd` command.
+pub fn bundle_cmd() -> assert_cmd::Command {
+    assert_cmd::Command::new(env!("CARGO_BIN_EXE_bundle"))
+}
+
+/// A fresh temporary directory, removed when the value is dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("bundle-test-")
+        .tempdir()
+        .expect("creating a temporary directory")
+}
+
+/// Lowercase hex SHA-256 of `bytes` (what `sha256sum` prints).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// OCI digest string `sha256:<hex>` of `bytes`.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(bytes))
+}
+
+/// Lowercase hex SHA-256 of a file's contents, read in a streaming way.
+pub fn sha256_file(path: &Path) -> String {
+    let mut file = std::fs::File::open(path)
+        .unwrap_or_else(|e| panic!("opening {} to hash it: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .unwrap_or_else(|e| panic!("reading {} to hash it: {e}", path.display()));
+    hex::encode(hasher.finalize())
+}
+
+/// Runs `cmd` to completion and returns its output; panics with the command
+/// line, exit status, stdout and stderr if it cannot start or exits non-zero.
+pub fn run(cmd: &mut Command) -> Output {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    if !output.status.success() {
+        panic!(
+            "{cmd:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+/// Like [`run`], returning stdout as UTF-8 text.
+pub fn run_stdout(cmd: &mut Command) -> String {
+    String::from_utf8(run(cmd).stdout).expect("command output is UTF-8")
+}
+
+/// Panics unless `tool` is an executable on `PATH` (or an existing absolute
+/// path), naming the Debian package that provides it. Tests never skip.
+pub fn require_tool(tool: &str, debian_package: &str) {
+    let found = if tool.starts_with('/') {
+        Path::new(tool).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+            .unwrap_or(false)
+    };
+    assert!(
+        found,
+        "`{tool}` is not installed; these tests need the real tools: \
+         apt-get install {debian_package} (or run scripts/test.sh, which installs \
+         docker-registry skopeo minisign zstd umoci apache2-utils openssl curl jq)"
+    );
+}
+
+/// An HTTP answer as `curl` got it.
+#[derive(Debug, Clone)]
+pub struct CurlResponse {
+    /// The status code (0 if curl got no answer).
+    pub status: u16,
+    /// Header lines of the final answer, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl CurlResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body parsed as JSON; panics if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// `curl` with `args` (e.g. [`TestRegistry::curl_args`] plus headers) for `url`;
+/// any HTTP status is returned, only a failure to get an answer panics.
+pub fn curl(args: &[String], url: &str) -> CurlResponse {
+    require_tool("curl", "curl");
+    let dir = temp_dir();
+    let (header_path, body_path) = (dir.path().join("headers"), dir.path().join("body"));
+    let output = run(Command::new("curl")
+        .args(args)
+        .arg("--dump-header")
+        .arg(&header_path)
+        .arg("--output")
+        .arg(&body_path)
+        .args(["--write-out", "%{http_code}"])
+        .arg(url));
+    let status = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let dump = std::fs::read_to_string(&header_path).unwrap_or_default();
+    // With redirects or `100 Continue` there are several blocks: keep the last.
+    let last_block = dump
+        .split("\r\n\r\n")
+        .filter(|block| !block.trim().is_empty())
+        .last()
+        .unwrap_or_default();
+    let headers = last_block
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    let body = std::fs::read(&body_path).unwrap_or_default();
+    CurlResponse {
+        status,
+        headers,
+        body,
+    }
+}
