@@ -11,9 +11,11 @@
 //! - [`manifest`]: bundle.json types and canonical bytes.
 //! - [`sign`]: minisign-compatible ed25519 keys and signatures.
 //! - [`create`] and [`verify`]: the two halves of the product.
+//! - [`cli`]: argument parsing, progress, human and `--json` output, exit codes.
 //! - [`digest`], [`oci`]: content digests and OCI descriptor walking.
 
 pub mod archive;
+pub mod cli;
 pub mod create;
 pub mod digest;
 pub mod manifest;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `bundle` binary: see the crate docs and `bundle --help`.
+
+fn main() -> std::process::ExitCode {
+    bundle::cli::main()
+}

@@ -1,0 +1,188 @@
+//! `bundle create`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::options::{RegistryArgs, parse_size};
+use super::{EXIT_OK, human_bytes, print_json};
+use crate::create::{self, CreateOptions, Event};
+use crate::registry::Registry;
+use crate::sign::SecretKey;
+use crate::source::{self, Fetcher, Filters, SourceSpec};
+
+/// The default volume size: below FAT32's 4 GiB file limit.
+const DEFAULT_VOLUME_SIZE: &str = "4000M";
+
+/// Arguments of `bundle create`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Source: a registry (`HOST[:PORT]`, `docker://HOST`, `http://HOST` with
+    /// --tls-verify=false) or an OCI layout (`oci:DIR`).
+    #[arg(long, value_name = "SOURCE")]
+    from: Option<String>,
+    /// Output directory (created; must not already hold a bundle).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Secret key to sign bundle.json with (minisign format, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Bundle only images matching PATTERN (glob on `repo`, or on `repo:tag`
+    /// when it has a colon); repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    include: Vec<String>,
+    /// Leave out images matching PATTERN (as --include); repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Bundle the images listed in FILE (one reference per line, `#` comments)
+    /// instead of the whole catalog.
+    #[arg(long, value_name = "FILE")]
+    images: Option<PathBuf>,
+    /// Keep only these platforms of multi-arch images (`os/arch[/variant]`);
+    /// repeatable. Default: keep indexes whole.
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Vec<String>,
+    /// Largest volume file (`700M`, `4G`, …; powers of 1024).
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_VOLUME_SIZE, value_parser = parse_size)]
+    volume_size: u64,
+    /// zstd compression level (gzip layers barely compress: low levels are as good).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(-7..=19))]
+    compression_level: i32,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let key = SecretKey::from_file(&args.key)?;
+    let filters = Filters::new(&args.include, &args.exclude, &args.platform)?;
+    let images = match &args.images {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the images file {}", path.display()))?;
+            Some(
+                source::parse_images_file(&text)
+                    .with_context(|| format!("in {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let spec = match (&args.from, &images) {
+        (Some(from), _) => SourceSpec::parse(from)?,
+        (None, Some(list)) => {
+            let hosts: std::collections::BTreeSet<_> =
+                list.iter().map(|r| r.host.clone()).collect();
+            match hosts.into_iter().collect::<Vec<_>>().as_slice() {
+                [Some(host)] => SourceSpec::Registry(host.clone()),
+                _ => {
+                    bail!("--images without --from needs every line to name the same registry host")
+                }
+            }
+        }
+        (None, None) => {
+            bail!("say where images come from: --from REGISTRY, --from oci:DIR, or --images FILE")
+        }
+    };
+    if let (SourceSpec::Registry(host), Some(list)) = (&spec, &images) {
+        let bare = host.split("://").last().unwrap_or(host);
+        if let Some(other) = list
+            .iter()
+            .find(|r| r.host.as_deref().is_some_and(|h| h != bare))
+        {
+            bail!("{other} is not on {host}; one bundle is made from one registry");
+        }
+    }
+    if let (SourceSpec::Layout(_), Some(_)) = (&spec, &images) {
+        bail!("--images selects from a registry; use --include with an oci: source");
+    }
+    create::prepare_out_dir(&args.out)?;
+
+    let show = !args.json && std::io::stderr().is_terminal();
+    let bar = if show {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message(format!("enumerating {}", spec.describe()));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let fetcher = match &spec {
+            SourceSpec::Registry(host) => {
+                let opts = args.registry.client_options(host)?;
+                Fetcher::Registry(Registry::connect(host, &opts).await.with_context(|| format!("connecting to {host}"))?)
+            }
+            SourceSpec::Layout(dir) => Fetcher::Layout(dir.clone()),
+        };
+        let wanted = source::enumerate(&fetcher, &filters, images).await?;
+        bar.set_message(format!("fetching the manifests of {} images", wanted.len()));
+        let plan = source::plan(&fetcher, &spec, &filters, wanted).await?;
+        let done = Arc::new(AtomicUsize::new(0));
+        let total_images = plan.images.len();
+        let progress: create::Progress = {
+            let bar = bar.clone();
+            let done = done.clone();
+            Arc::new(move |event| match event {
+                Event::Planned { bytes, .. } => {
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                        )
+                        .expect("a valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_length(bytes);
+                    bar.set_message(format!("images 0/{total_images}"));
+                }
+                Event::Bytes(n) => bar.inc(n),
+                Event::ImageDone => {
+                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    bar.set_message(format!("images {n}/{total_images}"));
+                }
+            })
+        };
+        let opts = CreateOptions {
+            out: args.out.clone(),
+            volume_size: args.volume_size,
+            level: args.compression_level,
+            source: spec.clone(),
+        };
+        create::write_bundle(&fetcher, plan, &opts, &key, progress).await
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    if args.json {
+        print_json(&report)?;
+        return Ok(EXIT_OK);
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    let on_disk: u64 = report.volumes.iter().map(|v| v.size).sum();
+    println!(
+        "bundle {} written to {}: {} images, {} blobs, {} in {} volume(s) ({} on disk)",
+        report.bundle_id,
+        report.out.display(),
+        report.images,
+        report.blobs,
+        human_bytes(report.content_bytes),
+        report.volumes.len(),
+        human_bytes(on_disk),
+    );
+    println!(
+        "bundle.json {} signed by key {}",
+        report.manifest_digest,
+        key.key_id()
+    );
+    Ok(EXIT_OK)
+}

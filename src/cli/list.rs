@@ -1,0 +1,136 @@
+//! `bundle list`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
+use crate::manifest::{self, BundleManifest, Volume};
+use crate::sign::PublicKey;
+use crate::verify::{self, VerifyReport};
+
+/// Arguments of `bundle list`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The bundle directory.
+    dir: PathBuf,
+    /// Check bundle.json's signature with this public key first (recommended).
+    #[arg(long, value_name = "FILE")]
+    pubkey: Option<PathBuf>,
+    /// Print as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Listing<'a> {
+    bundle_id: &'a str,
+    created: &'a str,
+    source: &'a str,
+    signature_checked: bool,
+    images: Vec<ImageRow<'a>>,
+    volumes: &'a [Volume],
+}
+
+#[derive(Serialize)]
+struct ImageRow<'a> {
+    reference: &'a str,
+    digest: String,
+    media_type: &'a str,
+    platforms: &'a [String],
+    size: u64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let m = match &args.pubkey {
+        Some(path) => {
+            let key = PublicKey::from_file(path)?;
+            let mut report = VerifyReport::default();
+            match verify::read_signed_manifest(&args.dir, &key, &mut report)? {
+                Some((m, _)) => m,
+                None => {
+                    for f in &report.findings {
+                        eprintln!("error: {}: {}", f.file.as_deref().unwrap_or(""), f.message);
+                    }
+                    return Ok(EXIT_BAD_BUNDLE);
+                }
+            }
+        }
+        None => {
+            let path = args.dir.join(manifest::FILE_NAME);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if !args.json {
+                eprintln!("warning: signature not checked (pass --pubkey to check it)");
+            }
+            BundleManifest::parse(&bytes).with_context(|| format!("reading {}", path.display()))?
+        }
+    };
+    let sizes: HashMap<_, _> = m.entries.iter().map(|e| (e.digest, e.size)).collect();
+    let images: Vec<ImageRow> = m
+        .images
+        .iter()
+        .map(|i| ImageRow {
+            reference: &i.reference,
+            digest: i.digest.to_string(),
+            media_type: &i.media_type,
+            platforms: &i.platforms,
+            size: i
+                .blobs
+                .iter()
+                .chain([&i.digest])
+                .collect::<std::collections::BTreeSet<_>>()
+                .iter()
+                .map(|d| sizes[*d])
+                .sum(),
+        })
+        .collect();
+    let listing = Listing {
+        bundle_id: &m.bundle_id,
+        created: &m.created,
+        source: &m.source,
+        signature_checked: args.pubkey.is_some(),
+        images,
+        volumes: &m.volumes,
+    };
+    if args.json {
+        print_json(&listing)?;
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "bundle {} created {} from {}",
+        m.bundle_id, m.created, m.source
+    );
+    println!();
+    println!(
+        "{:<50} {:<20} {:<36} {:>10}",
+        "IMAGE", "DIGEST", "PLATFORMS", "SIZE"
+    );
+    for i in &listing.images {
+        let platforms = if i.platforms.is_empty() {
+            "-".to_owned()
+        } else {
+            i.platforms.join(",")
+        };
+        println!(
+            "{:<50} {:<20} {:<36} {:>10}",
+            i.reference,
+            &i.digest[..19],
+            platforms,
+            human_bytes(i.size)
+        );
+    }
+    println!();
+    println!("{:<24} {:>12}  SHA256", "VOLUME", "SIZE");
+    for v in &m.volumes {
+        println!(
+            "{:<24} {:>12}  {}",
+            v.name,
+            human_bytes(v.size),
+            v.sha256.hex()
+        );
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,105 @@
+//! Command-line interface: argument parsing, progress display, human and
+//! `--json` output, and exit codes. Everything else is in the library modules;
+//! this is the only place that prints.
+
+mod create;
+mod keygen;
+mod list;
+mod options;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: the bundle verified / the command succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the bundle is bad (signature, volume, blob, image or index check failed).
+pub const EXIT_BAD_BUNDLE: u8 = 1;
+/// Exit code: usage or operational error (bad arguments, network, disk, missing files).
+pub const EXIT_ERROR: u8 = 2;
+
+/// Move container images into air-gapped networks on removable media, with
+/// proof that nothing changed on the way.
+#[derive(Parser)]
+#[command(name = "bundle", version, about, long_about = None)]
+struct Cli {
+    /// Log more (repeat for more detail); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a minisign-compatible ed25519 key pair (PREFIX.key, PREFIX.pub).
+    Keygen(keygen::Args),
+    /// Fetch images from a registry or OCI layout into signed, compressed volumes.
+    Create(Box<create::Args>),
+    /// Check a bundle: signature, volumes, every blob digest, every image, index.json.
+    Verify(verify::Args),
+    /// Show the images and volumes a bundle holds, from its signed manifest.
+    List(list::Args),
+}
+
+/// Runs the command line and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+        }
+    };
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Keygen(args) => keygen::run(args),
+        Command::Create(args) => create::run(*args),
+        Command::Verify(args) => verify::run(args),
+        Command::List(args) => list::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "bundle=info",
+        _ => "bundle=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `1.5 GiB`-style sizes for humans.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,104 @@
+//! Options shared by commands that talk to registries, and size parsing.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use crate::registry::{self, ClientOptions, Credentials};
+
+/// Credentials and TLS, as skopeo and podman take them.
+#[derive(clap::Args, Debug)]
+pub struct RegistryArgs {
+    /// Credentials as USER:PASSWORD (basic auth, or sent to the token service).
+    #[arg(long, value_name = "USER:PASSWORD", conflicts_with_all = ["token", "token_file"])]
+    pub creds: Option<String>,
+    /// A bearer token used as-is (the OpenShift registry's `oc whoami -t`).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// Read the bearer token from FILE.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// podman/docker auth.json to take credentials from [default: $REGISTRY_AUTH_FILE,
+    /// then $XDG_RUNTIME_DIR/containers/auth.json, then ~/.docker/config.json].
+    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Trust the CA certificates in FILE (PEM) as well as the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Verify TLS certificates; `--tls-verify=false` also allows plain http
+    /// (http:// given explicitly, or a loopback registry without TLS).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_verify: bool,
+}
+
+impl RegistryArgs {
+    /// Client options for `host` (credentials looked up in the auth file when none are given).
+    pub fn client_options(&self, host: &str) -> anyhow::Result<ClientOptions> {
+        let credentials = if let Some(creds) = &self.creds {
+            let Some((username, password)) = creds.split_once(':') else {
+                bail!("--creds must be USER:PASSWORD");
+            };
+            Credentials::Basic {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            }
+        } else if let Some(token) = &self.token {
+            Credentials::Bearer(token.trim().to_owned())
+        } else if let Some(path) = &self.token_file {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?;
+            Credentials::Bearer(token.trim().to_owned())
+        } else {
+            let authfile = self.authfile.clone().or_else(registry::default_authfile);
+            match authfile {
+                Some(path) => registry::credentials_from_authfile(&path, host)
+                    .with_context(|| format!("reading credentials from {}", path.display()))?
+                    .unwrap_or(Credentials::Anonymous),
+                None => Credentials::Anonymous,
+            }
+        };
+        Ok(ClientOptions {
+            tls_verify: self.tls_verify,
+            ca_certs: self.ca_cert.clone(),
+            credentials,
+            ..ClientOptions::default()
+        })
+    }
+}
+
+/// Parses sizes like `700M`, `4G`, `4GiB`, `65536` (K, M, G, T are powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    let num: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 700M or 4G"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("{s:?}: unknown unit (use K, M, G or T)")),
+    };
+    num.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("700M"), Ok(700 << 20));
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! `bundle verify`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
+use crate::sign::PublicKey;
+use crate::verify::{self, Stage, VerifyReport};
+
+/// Arguments of `bundle verify`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The bundle directory (holding bundle.json and its signature).
+    dir: PathBuf,
+    /// The trusted public key (minisign format), received out of band.
+    #[arg(long, value_name = "FILE")]
+    pubkey: PathBuf,
+    /// Also look for volumes in DIR (several media mounted apart); repeatable.
+    #[arg(long, value_name = "DIR")]
+    volumes_from: Vec<PathBuf>,
+    /// Stop after the signature and the volume sizes and hashes (no decompression).
+    #[arg(long)]
+    quick: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let key = PublicKey::from_file(&args.pubkey)?;
+    if key.is_demo() {
+        eprintln!(
+            "WARNING: the trusted key {} is the DEMO key from this repository.",
+            key.key_id()
+        );
+        eprintln!(
+            "WARNING: its secret key is public: anyone can sign a bundle that passes this check."
+        );
+        eprintln!("WARNING: make your own with `bundle keygen` and trust only that one.");
+    }
+    let dirs: Vec<PathBuf> = std::iter::once(args.dir.clone())
+        .chain(args.volumes_from.clone())
+        .collect();
+    let show = !args.json && std::io::stderr().is_terminal();
+    let bar = if show {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    let mut progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let report = verify::verify(&dirs, &key, args.quick, &mut progress);
+    bar.finish_and_clear();
+    let report = report?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        print_human(&report);
+    }
+    Ok(if report.ok() {
+        EXIT_OK
+    } else {
+        EXIT_BAD_BUNDLE
+    })
+}
+
+fn print_human(r: &VerifyReport) {
+    if let (Some(id), Some(created), Some(source)) = (&r.bundle_id, &r.created, &r.source) {
+        println!(
+            "bundle {id}, created {created} from {source}, signed by key {}",
+            r.key_id
+        );
+    }
+    let failed = |stage| r.findings.iter().filter(|f| f.stage == stage).count();
+    let line = |name: &str, stage, ok: String| {
+        let n = failed(stage);
+        if n == 0 {
+            println!("  {name:<12} {ok}");
+        } else {
+            println!(
+                "  {name:<12} FAILED ({n} problem{})",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    };
+    line("signature", Stage::Signature, "ok".into());
+    if failed(Stage::Signature) == 0 {
+        line(
+            "volumes",
+            Stage::Volumes,
+            format!(
+                "{}/{} ok ({} read)",
+                r.volumes_ok,
+                r.volumes,
+                human_bytes(r.bytes_read)
+            ),
+        );
+        if r.quick {
+            println!("  (--quick: blobs, images and index.json not checked)");
+        } else {
+            line(
+                "blobs",
+                Stage::Blobs,
+                format!("{}/{} entries ok", r.entries_ok, r.entries),
+            );
+            line("images", Stage::Images, format!("{} complete", r.images));
+            line("index.json", Stage::Index, "agrees with bundle.json".into());
+        }
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    for f in &r.findings {
+        let file = f
+            .file
+            .as_deref()
+            .map(|s| format!("{s}: "))
+            .unwrap_or_default();
+        println!("FAILED {:?}: {file}{}", f.stage, f.message);
+        if !f.images.is_empty() {
+            println!("       affects: {}", f.images.join(", "));
+        }
+    }
+    if r.ok() {
+        println!("VERIFIED: {} images", r.images);
+    } else {
+        println!("BAD BUNDLE: {} problem(s); do not use it", r.findings.len());
+    }
+}
