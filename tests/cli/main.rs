@@ -4,5 +4,7 @@
 //!
 //! Shared fixtures are in [`support`]; its own tests are in `support_selftest`.
 
+mod common;
+mod create;
 mod support;
 mod support_selftest;

@@ -29,7 +29,7 @@ pub use proxy::PagingProxy;
 pub use registry::TestRegistry;
 pub use seed::{
     Format, Pushed, RemoteManifest, StandardFixture, fetch_manifest, seed_many_repositories,
-    seed_standard, skopeo_inspect_raw, skopeo_push, standard_fixture,
+    seed_standard, skopeo_inspect_raw, skopeo_push, standard_fixture, standard_layout,
 };
 
 /// The `bundle` binary built by cargo for this test run, as an `assert_cmd` command.

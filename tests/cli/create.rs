@@ -1,0 +1,401 @@
+//! `bundle create` against a real registry: enumeration, filters, media
+//! types, credentials and TLS, determinism.
+
+use std::path::Path;
+
+use crate::common::*;
+use crate::support::*;
+
+fn host_args(reg: &TestRegistry) -> Vec<String> {
+    vec!["--from".into(), reg.host(), "--tls-verify=false".into()]
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn bundles_the_whole_catalog_keeping_every_manifest_byte_for_byte() {
+    let fx = standard_fixture();
+    let keys = keygen();
+    let tmp = temp_dir();
+    let out = tmp.path().join("bundle");
+    create_ok(&out, &keys.secret, &args(&host_args(&fx.registry)));
+    let v = verify(&out, &keys.public, &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    assert!(text(&v).contains("VERIFIED: 7 images"), "{}", text(&v));
+
+    let layout = tmp.path().join("layout");
+    standard_tools_extract(&out, &keys.public, &layout);
+    let refs = layout_refs(&layout);
+    assert_eq!(refs.len(), fx.images.len());
+    for pushed in &fx.images {
+        let (_, digest, media_type) = refs
+            .iter()
+            .find(|(name, _, _)| *name == pushed.reference())
+            .unwrap_or_else(|| panic!("{} missing from index.json: {refs:?}", pushed.reference()));
+        assert_eq!(*digest, pushed.digest, "digest of {}", pushed.reference());
+        assert_eq!(
+            *media_type,
+            pushed.media_type,
+            "media type of {}",
+            pushed.reference()
+        );
+        // The stored manifest is exactly what the registry serves, Docker types included.
+        let served = fetch_manifest(&fx.registry, &pushed.repo, &pushed.tag);
+        let stored = std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap();
+        assert_eq!(stored, served.bytes, "bytes of {}", pushed.reference());
+    }
+    // Every blob of every pushed image is in the layout.
+    for image in &fx.layout.images {
+        for d in image.blob_digests() {
+            if fx
+                .images
+                .iter()
+                .any(|p| p.source == image.name && p.media_type.contains("oci"))
+            {
+                assert!(
+                    layout.join("blobs/sha256").join(&d[7..]).is_file(),
+                    "{} of {}",
+                    d,
+                    image.name
+                );
+            }
+        }
+    }
+    // index.json is last, oci-layout first, and each blob appears once.
+    let names = run_stdout(std::process::Command::new("bash").arg("-c").arg(format!(
+        "cat '{}'/images.tar.zst.* | zstd -d | tar -t",
+        out.display()
+    )));
+    let names: Vec<&str> = names.lines().collect();
+    assert_eq!(names.first(), Some(&"oci-layout"));
+    assert_eq!(names.last(), Some(&"index.json"));
+    let unique: std::collections::BTreeSet<_> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "duplicate tar entries");
+}
+
+#[test]
+fn include_exclude_platform_and_images_file() {
+    let fx = standard_fixture();
+    let keys = keygen();
+    let tmp = temp_dir();
+
+    let out = tmp.path().join("filtered");
+    let mut a = host_args(&fx.registry);
+    a.extend(
+        [
+            "--include",
+            "openshift/*",
+            "--include",
+            "library/busybox:*",
+            "--exclude",
+            "*:latest",
+        ]
+        .map(String::from),
+    );
+    create_ok(&out, &keys.secret, &args(&a));
+    assert_eq!(
+        listed_references(&out, &keys.public),
+        [
+            "library/busybox:1.36",
+            "openshift/php:5.5",
+            "openshift/php:5.6"
+        ]
+    );
+
+    let out = tmp.path().join("amd64");
+    let mut a = host_args(&fx.registry);
+    a.extend(["--include", "library/*", "--platform", "linux/amd64"].map(String::from));
+    create_ok(&out, &keys.secret, &args(&a));
+    let listing = list_json(&out, &keys.public);
+    for image in listing["images"].as_array().unwrap() {
+        let reference = image["reference"].as_str().unwrap();
+        if reference.starts_with("library/busybox") || reference.starts_with("library/alpine") {
+            assert_eq!(
+                image["platforms"],
+                serde_json::json!(["linux/amd64"]),
+                "{reference}"
+            );
+        }
+    }
+    let v = verify(&out, &keys.public, &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    // The index is kept byte for byte; the arm64 manifest is not in the bundle.
+    let busybox = fx.get("library/busybox:1.36");
+    let index = fetch_manifest(&fx.registry, "library/busybox", "1.36").json();
+    let arm = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "arm64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bundle_json = std::fs::read_to_string(out.join("bundle.json")).unwrap();
+    assert!(bundle_json.contains(&busybox.digest));
+    assert!(
+        !bundle_json.contains(&arm),
+        "arm64 manifest should be filtered out"
+    );
+
+    let list = tmp.path().join("images.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "# two images\n{}/openshift/php:5.5\n\ntools/helm:3.14   # pinned\n",
+            fx.registry.host()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("listed");
+    let mut a = host_args(&fx.registry);
+    a.extend(["--images".to_owned(), list.display().to_string()]);
+    create_ok(&out, &keys.secret, &args(&a));
+    assert_eq!(
+        listed_references(&out, &keys.public),
+        ["openshift/php:5.5", "tools/helm:3.14"]
+    );
+}
+
+#[test]
+fn follows_catalog_and_tag_pagination() {
+    let fx = standard_fixture();
+    // 1,050 repositories: the catalog needs two pages even at n=1000.
+    let names = seed_many_repositories(&fx.registry, 1050);
+    // Tags come through a proxy that pages them two at a time.
+    let proxy = PagingProxy::in_front_of(&fx.registry, 2);
+    let keys = keygen();
+    let tmp = temp_dir();
+    let out = tmp.path().join("bundle");
+    create_ok(
+        &out,
+        &keys.secret,
+        &[
+            "--from",
+            &proxy.host(),
+            "--tls-verify=false",
+            "--include",
+            "many/r104*",
+            "--include",
+            "openshift/*",
+        ],
+    );
+    let mut expected: Vec<String> = names
+        .iter()
+        .filter(|n| n.starts_with("many/r104"))
+        .map(|n| format!("{n}:1"))
+        .collect();
+    expected.extend(
+        [
+            "openshift/php:5.5",
+            "openshift/php:5.6",
+            "openshift/php:latest",
+        ]
+        .map(String::from),
+    );
+    expected.sort();
+    assert_eq!(listed_references(&out, &keys.public), expected);
+    assert!(proxy.requests("/v2/_catalog") >= 2, "{:?}", proxy.counts());
+    assert!(
+        proxy.requests("/v2/openshift/php/tags/list") >= 2,
+        "{:?}",
+        proxy.counts()
+    );
+}
+
+#[test]
+fn basic_auth_and_tls_with_a_test_ca() {
+    let reg = TestRegistry::builder()
+        .htpasswd("alice", "s3cret-pass")
+        .tls()
+        .start();
+    let layout_dir = temp_dir();
+    let layout = standard_layout(&layout_dir.path().join("layout"));
+    skopeo_push(
+        &reg,
+        &layout,
+        "openshift/php:5.5",
+        "openshift/php:5.5",
+        Format::Oci,
+    );
+    let keys = keygen();
+    let tmp = temp_dir();
+    let ca = reg.ca_cert_path().display().to_string();
+    let host = reg.host();
+
+    let out = tmp.path().join("ok");
+    create_ok(
+        &out,
+        &keys.secret,
+        &[
+            "--from",
+            &host,
+            "--creds",
+            "alice:s3cret-pass",
+            "--ca-cert",
+            &ca,
+        ],
+    );
+    assert_eq!(listed_references(&out, &keys.public), ["openshift/php:5.5"]);
+
+    // auth.json, as podman writes it, through REGISTRY_AUTH_FILE.
+    let authfile = tmp.path().join("auth.json");
+    let auth = base64_encode(b"alice:s3cret-pass");
+    std::fs::write(
+        &authfile,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let out = tmp.path().join("authfile");
+    let o = bundle_cmd()
+        .env("REGISTRY_AUTH_FILE", &authfile)
+        .args(["create", "--from", &host, "--ca-cert", &ca, "--key"])
+        .arg(&keys.secret)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    let refused = |out: &Path, extra: &[&str], needle: &str| {
+        let mut a = vec!["--from", host.as_str()];
+        a.extend_from_slice(extra);
+        let o = create(out, &keys.secret, &a);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let t = text(&o);
+        assert!(
+            t.to_lowercase().contains(needle),
+            "expected {needle:?} in: {t}"
+        );
+        assert!(!t.contains("s3cret-pass"), "the password leaked: {t}");
+        assert!(!out.join("bundle.json").exists());
+    };
+    refused(
+        &tmp.path().join("anon"),
+        &["--ca-cert", &ca],
+        "refused access",
+    );
+    refused(
+        &tmp.path().join("wrong"),
+        &["--ca-cert", &ca, "--creds", "alice:wrong"],
+        "refused access",
+    );
+    refused(
+        &tmp.path().join("noca"),
+        &["--creds", "alice:s3cret-pass"],
+        "certificate",
+    );
+    // The explicit opt-out works against the same server.
+    let out = tmp.path().join("insecure");
+    create_ok(
+        &out,
+        &keys.secret,
+        &[
+            "--from",
+            &host,
+            "--creds",
+            "alice:s3cret-pass",
+            "--tls-verify=false",
+        ],
+    );
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn the_same_input_gives_byte_identical_volumes() {
+    let fx = standard_fixture();
+    let keys = keygen();
+    let tmp = temp_dir();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for out in [&a, &b] {
+        create_ok(
+            out,
+            &keys.secret,
+            &[
+                "--from",
+                &fx.registry.host(),
+                "--tls-verify=false",
+                "--volume-size",
+                "256K",
+            ],
+        );
+    }
+    let (va, vb) = (volumes(&a), volumes(&b));
+    assert!(va.len() > 1);
+    assert_eq!(va.len(), vb.len());
+    for (x, y) in va.iter().zip(&vb) {
+        assert_eq!(
+            std::fs::read(x).unwrap(),
+            std::fs::read(y).unwrap(),
+            "{}",
+            x.display()
+        );
+    }
+}
+
+#[test]
+fn bundles_an_oci_layout_written_by_skopeo() {
+    let fx = standard_fixture();
+    let tmp = temp_dir();
+    let layout = tmp.path().join("skopeo-layout");
+    for p in ["openshift/php:5.5", "library/busybox:1.36"] {
+        run(std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", "--all", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/{p}", fx.registry.host()))
+            .arg(format!("oci:{}:{p}", layout.display())));
+    }
+    let keys = keygen();
+    let out = tmp.path().join("bundle");
+    create_ok(
+        &out,
+        &keys.secret,
+        &["--from", &format!("oci:{}", layout.display())],
+    );
+    assert_eq!(
+        listed_references(&out, &keys.public),
+        ["library/busybox:1.36", "openshift/php:5.5"]
+    );
+    let v = verify(&out, &keys.public, &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+}
+
+#[test]
+fn refuses_unsafe_keys_and_occupied_output() {
+    let keys = keygen();
+    let tmp = temp_dir();
+    let loose = tmp.path().join("loose.key");
+    std::fs::copy(&keys.secret, &loose).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = create(
+        &tmp.path().join("o1"),
+        &loose,
+        &["--from", "oci:sample/layout"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("chmod 600"), "{}", text(&o));
+
+    let out = tmp.path().join("o2");
+    create_ok(&out, &keys.secret, &["--from", "oci:sample/layout"]);
+    let o = create(&out, &keys.secret, &["--from", "oci:sample/layout"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("already holds bundle files"),
+        "{}",
+        text(&o)
+    );
+
+    let o = create(
+        &tmp.path().join("o3"),
+        &keys.secret,
+        &["--from", "oci:sample/layout", "--include", "nothing/*"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("no images matched"), "{}", text(&o));
+}

@@ -1,0 +1,89 @@
+//! Replays every fuzz seed and saved finding under `fuzz/corpus/<target>/`
+//! through the same checks the fuzz targets run (`fuzz/checks.rs`), so plain
+//! `cargo test` covers them without cargo-fuzz or a nightly toolchain.
+
+#[path = "../fuzz/checks.rs"]
+mod checks;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+/// The seed files of `target`, sorted by name.
+fn corpus(target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("listing the corpus").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs `check` on every seed of `target` and names each one that panics.
+fn replay(target: &str, check: fn(&[u8])) {
+    let files = corpus(target);
+    assert!(!files.is_empty(), "fuzz/corpus/{target} has no seeds");
+    let failed: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            let data =
+                std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            catch_unwind(AssertUnwindSafe(|| check(&data))).is_err()
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{target}: {} of {} inputs fail (panic messages above): {failed:#?}",
+        failed.len(),
+        files.len()
+    );
+}
+
+#[test]
+fn bundle_json_corpus() {
+    replay("bundle_json", checks::bundle_json);
+}
+
+#[test]
+fn volume_reader_corpus() {
+    replay("volume_reader", checks::volume_reader);
+}
+
+#[test]
+fn oci_manifest_corpus() {
+    replay("oci_manifest", checks::oci_manifest);
+}
+
+#[test]
+fn image_reference_corpus() {
+    replay("image_reference", checks::image_reference);
+}
+
+#[test]
+fn minisign_signature_corpus() {
+    replay("minisign_signature", checks::minisign_signature);
+}
+
+/// The replay tests above, `checks::TARGETS`, the target files and the corpus
+/// directories name the same five targets.
+#[test]
+fn targets_and_corpora_match() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut names: Vec<&str> = checks::TARGETS.iter().map(|(name, _)| *name).collect();
+    names.sort_unstable();
+    let mut dirs: Vec<String> = std::fs::read_dir(root.join("corpus"))
+        .expect("listing fuzz/corpus")
+        .map(|entry| entry.expect("listing fuzz/corpus").file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    dirs.sort_unstable();
+    assert_eq!(dirs, names, "fuzz/corpus/* and checks::TARGETS differ");
+    for name in names {
+        let target = root.join("fuzz_targets").join(format!("{name}.rs"));
+        assert!(target.is_file(), "{} is missing", target.display());
+    }
+}
