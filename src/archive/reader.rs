@@ -687,10 +687,14 @@ impl<'m> Cursor<'m> {
             self.entries_ok += 1;
         } else {
             self.status[self.idx] = Status::Failed;
-            problems.push(self.problem(ProblemKind::Digest {
-                expected: e.digest,
-                found,
-            }));
+            // Named by the volume the blob starts in (a spanning blob ends in another).
+            problems.push(Problem {
+                volume: Some(crate::manifest::volume_name(e.volume as usize)),
+                ..self.problem(ProblemKind::Digest {
+                    expected: e.digest,
+                    found,
+                })
+            });
         }
         sink.end(e, ok)
     }

@@ -8,3 +8,4 @@ mod common;
 mod create;
 mod support;
 mod support_selftest;
+mod verify;

@@ -28,8 +28,9 @@ pub use images::{ImageSpec, LayerSpec, Layout, LayoutBuilder, Platform};
 pub use proxy::PagingProxy;
 pub use registry::TestRegistry;
 pub use seed::{
-    Format, Pushed, RemoteManifest, StandardFixture, fetch_manifest, seed_many_repositories,
-    seed_standard, skopeo_inspect_raw, skopeo_push, standard_fixture, standard_layout,
+    Format, Pushed, RemoteManifest, StandardFixture, copy_dir_all, fetch_manifest,
+    seed_many_repositories, seed_standard, skopeo_inspect_raw, skopeo_push, standard_fixture,
+    standard_layout,
 };
 
 /// The `bundle` binary built by cargo for this test run, as an `assert_cmd` command.
