@@ -4,8 +4,10 @@
 //!
 //! Shared fixtures are in [`support`]; its own tests are in `support_selftest`.
 
+mod boundaries;
 mod common;
 mod create;
+mod roundtrip;
 mod support;
 mod support_selftest;
 mod verify;

@@ -1,0 +1,556 @@
+#!/usr/bin/env bash
+# bench/run.sh — the bundle benchmark (see BENCHMARKS.md).
+#
+# In one run, on the same registry content:
+#   (a) the seed pipeline people use today (curl catalog/tags, skopeo copy per
+#       image into one OCI layout, tar | zstd | split, sha256sum, minisign, sync)
+#   (b) bundle create
+#   (c) the standard tools' shallow check of (a)'s output
+#   (d) bundle verify (deep: every blob hashed)
+#   (e) physical limits on the same bytes (GET, SHA-256, zstd, fsync'd write)
+# and prints a markdown table, also written to bench/results/latest.md.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: bench/run.sh [options]
+
+  --scale S      size of the profile: 1.0 = 2 GiB of unique layers (default 1.0);
+                 0.1 is a ~200 MiB quick run. Repositories and tags (40 / 120)
+                 do not change with the scale.
+  --fresh        regenerate and reseed the cached registry storage
+  --cache DIR    where seeded registry storage is kept (default /var/tmp/bundle-bench)
+  --work DIR     scratch space for the outputs (default CACHE/work); removed at
+                 the end unless --keep
+  --keep         keep the scratch outputs (layout, volumes, bundle)
+  --port N       registry port on 127.0.0.1 (default: a free one)
+  --jobs N       parallel skopeo pushes while seeding (default 4)
+  --no-build     do not run `cargo build --release` first
+  --bundle PATH  the bundle binary (default target/release/bundle)
+  -h, --help     this text
+
+The seeded registry storage is cached per profile version and scale in
+CACHE/p<version>-s<scale>/ and reused by later runs.
+EOF
+}
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR="$REPO_ROOT/bench"
+CMDLINE="bench/run.sh"
+for arg in "$@"; do CMDLINE+=" $(printf '%q' "$arg")"; done
+
+SCALE=1.0
+FRESH=0
+CACHE=/var/tmp/bundle-bench
+WORK=
+KEEP=0
+PORT=
+JOBS=4
+BUILD=1
+BUNDLE="$REPO_ROOT/target/release/bundle"
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --scale) SCALE=$2; shift 2 ;;
+        --fresh) FRESH=1; shift ;;
+        --cache) CACHE=$2; shift 2 ;;
+        --work) WORK=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        --port) PORT=$2; shift 2 ;;
+        --jobs) JOBS=$2; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --bundle) BUNDLE=$2; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------ tools
+
+missing=()
+need() { # need COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+}
+need skopeo skopeo
+need minisign minisign
+need zstd zstd
+need curl curl
+need jq jq
+need python3 python3
+need openssl openssl
+need gzip gzip
+need tar tar
+need split coreutils
+need sha256sum coreutils
+need dd coreutils
+[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+[ -x /usr/bin/time ] || missing+=(time)
+if [ ${#missing[@]} -gt 0 ]; then
+    die "missing tools; install them with: apt-get install -y $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
+fi
+[ "$BUILD" = 0 ] || command -v cargo >/dev/null 2>&1 || die "cargo not found (or pass --no-build)"
+
+SCALE=$(python3 -c 'import sys; s=float(sys.argv[1]); assert s>0; print(f"{s:g}")' "$SCALE") \
+    || die "--scale must be a positive number"
+PROFILE_VERSION=$(python3 "$BENCH_DIR/gen_profile.py" --print-version x)
+PROFILE_DIR="$CACHE/p$PROFILE_VERSION-s$SCALE"
+STORAGE="$PROFILE_DIR/storage"
+: "${WORK:=$CACHE/work}"
+RESULTS_DIR="$BENCH_DIR/results"
+
+# Bytes at this scale, for the disk check: storage + generated layout while
+# seeding, then the seed layout, its volumes, the bundle and the dd file.
+EST_BYTES=$(python3 -c "print(int(2.2 * 1024**3 * float('$SCALE')))")
+mkdir -p "$CACHE" "$WORK"
+avail=$(df -B1 --output=avail "$CACHE" | tail -1)
+if [ "$avail" -lt $((EST_BYTES * 6)) ]; then
+    die "not enough free space in $CACHE: $((avail >> 20)) MiB free, need about $((EST_BYTES * 6 >> 20)) MiB (df -h $CACHE)"
+fi
+
+# ------------------------------------------------------------------ registry
+
+REG_PID=
+REG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/bundle-bench-reg.XXXXXX")
+cleanup() {
+    local rc=$?
+    if [ -n "$REG_PID" ]; then
+        kill "$REG_PID" 2>/dev/null || true
+        wait "$REG_PID" 2>/dev/null || true
+    fi
+    rm -rf "$REG_DIR"
+    rm -rf "$PROFILE_DIR/gen" 2>/dev/null || true
+    if [ "$KEEP" = 0 ] && [ -n "${WORK:-}" ]; then
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+start_registry() { # start_registry STORAGE_DIR
+    [ -n "$PORT" ] || PORT=$(free_port)
+    HOST="127.0.0.1:$PORT"
+    cat > "$REG_DIR/config.yml" <<EOF
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $1}}
+http: {addr: $HOST}
+EOF
+    env -i /usr/bin/docker-registry serve "$REG_DIR/config.yml" > "$REG_DIR/registry.log" 2>&1 &
+    REG_PID=$!
+    for _ in $(seq 100); do
+        if curl -sf "http://$HOST/v2/" >/dev/null 2>&1; then return 0; fi
+        kill -0 "$REG_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$REG_DIR/registry.log" >&2
+    die "the registry did not start on $HOST"
+}
+
+stop_registry() {
+    kill "$REG_PID" 2>/dev/null || true
+    wait "$REG_PID" 2>/dev/null || true
+    REG_PID=
+}
+
+ACCEPT='application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.list.v2+json,application/vnd.docker.distribution.manifest.v2+json'
+
+# ------------------------------------------------------------------ build
+
+BUNDLE_OK=0
+BUNDLE_NOTE=
+if [ "$BUILD" = 1 ]; then
+    log "cargo build --release"
+    if ! (cd "$REPO_ROOT" && cargo build --release --quiet 2>&1 | tail -20 >&2; exit "${PIPESTATUS[0]}"); then
+        BUNDLE_NOTE="cargo build --release failed"
+    fi
+fi
+if [ -z "$BUNDLE_NOTE" ]; then
+    if [ ! -x "$BUNDLE" ]; then
+        BUNDLE_NOTE="no binary at $BUNDLE"
+    elif ! "$BUNDLE" create --help 2>/dev/null | grep -q -- '--from' \
+        || ! "$BUNDLE" verify --help >/dev/null 2>&1 \
+        || ! "$BUNDLE" keygen --help >/dev/null 2>&1; then
+        BUNDLE_NOTE="bundle create/verify/keygen not available in $BUNDLE yet"
+    else
+        BUNDLE_OK=1
+    fi
+fi
+[ "$BUNDLE_OK" = 1 ] || log "bundle rows will be pending: $BUNDLE_NOTE"
+
+# ------------------------------------------------------------------ seed (cached)
+
+SEED_NOTE=
+if [ "$FRESH" = 1 ] || [ ! -f "$PROFILE_DIR/seeded.ok" ]; then
+    rm -rf "$PROFILE_DIR"
+    mkdir -p "$PROFILE_DIR/gen" "$STORAGE"
+    log "generating the profile (scale $SCALE) in $PROFILE_DIR/gen"
+    t0=$(date +%s.%N)
+    python3 "$BENCH_DIR/gen_profile.py" "$PROFILE_DIR/gen" --scale "$SCALE"
+    t1=$(date +%s.%N)
+    start_registry "$STORAGE"
+    log "seeding $HOST with $(wc -l < "$PROFILE_DIR/gen/push.txt") tags (skopeo, $JOBS in parallel)"
+    export SEED_LAYOUT="$PROFILE_DIR/gen/layout" SEED_HOST="$HOST"
+    # shellcheck disable=SC2016
+    xargs -P "$JOBS" -L 1 bash -c '
+        set -euo pipefail
+        ref=$0 mode=$1
+        case "$mode" in
+            oci) args=() ;;
+            v2s2) args=(--format v2s2) ;;
+            oci-all) args=(--all) ;;
+            v2s2-all) args=(--all --format v2s2) ;;
+            *) echo "bad mode $mode" >&2; exit 255 ;;
+        esac
+        skopeo copy -q --retry-times 3 --dest-tls-verify=false "${args[@]}" \
+            "oci:$SEED_LAYOUT:$ref" "docker://$SEED_HOST/$ref" || { echo "push failed: $ref" >&2; exit 255; }
+    ' < "$PROFILE_DIR/gen/push.txt"
+    t2=$(date +%s.%N)
+    # Check that every tag answers with the digest we expect to see.
+    pushed=0
+    while read -r ref mode; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -I -H "Accept: $ACCEPT" \
+            "http://$HOST/v2/${ref%:*}/manifests/${ref##*:}")
+        [ "$code" = 200 ] || die "seeding: $ref answers $code"
+        pushed=$((pushed + 1))
+    done < "$PROFILE_DIR/gen/push.txt"
+    stop_registry
+    cp "$PROFILE_DIR/gen/profile.json" "$PROFILE_DIR/profile.json"
+    cp "$PROFILE_DIR/gen/push.txt" "$PROFILE_DIR/push.txt"
+    rm -rf "$PROFILE_DIR/gen"
+    gen_s=$(awk "BEGIN{printf \"%.1f\", $t1-$t0}")
+    push_s=$(awk "BEGIN{printf \"%.1f\", $t2-$t1}")
+    printf 'generated in %s s, pushed %s tags in %s s (skopeo -P %s), on %s\n' \
+        "$gen_s" "$pushed" "$push_s" "$JOBS" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$PROFILE_DIR/seeded.ok"
+    SEED_NOTE="seeded in this run: $(cat "$PROFILE_DIR/seeded.ok")"
+else
+    SEED_NOTE="cached storage reused ($PROFILE_DIR): $(cat "$PROFILE_DIR/seeded.ok")"
+fi
+log "$SEED_NOTE"
+
+# ------------------------------------------------------------------ the run
+
+start_registry "$STORAGE"
+log "registry on $HOST (storage $STORAGE)"
+rm -rf "$WORK"
+mkdir -p "$WORK" "$RESULTS_DIR"
+T="$WORK/times"
+mkdir -p "$T"
+BLOBDIR="$STORAGE/docker/registry/v2/blobs"
+
+# What the registry holds: every blob file (layers, configs, manifests).
+find "$BLOBDIR" -type f -name data -print0 > "$WORK/blobfiles"
+CONTENT_BYTES=$(xargs -0 stat -c %s < "$WORK/blobfiles" | awk '{s+=$1} END{print s+0}')
+CONTENT_BLOBS=$(tr -cd '\0' < "$WORK/blobfiles" | wc -c)
+CONTENT_MB=$(awk "BEGIN{printf \"%.1f\", $CONTENT_BYTES/1048576}")
+log "registry content: $CONTENT_BLOBS blobs, $CONTENT_MB MiB"
+
+# Warm the page cache so every stage starts from the same state.
+xargs -0 cat < "$WORK/blobfiles" > /dev/null
+
+declare -A WALL RSS STATE
+ORDER=()
+
+# timed NAME COMMAND...: run under /usr/bin/time -v; records wall s and max RSS.
+timed() {
+    local name=$1; shift
+    ORDER+=("$name")
+    log "stage $name"
+    if /usr/bin/time -v -o "$T/$name" "$@" > "$T/$name.out" 2> "$T/$name.err"; then
+        STATE[$name]=ok
+    else
+        STATE[$name]=failed
+        log "stage $name FAILED; last lines of its stderr:"
+        tail -5 "$T/$name.err" >&2 || true
+    fi
+    WALL[$name]=$(awk -F': ' '/Elapsed \(wall clock\)/ {
+        n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.2f", s }' "$T/$name")
+    RSS[$name]=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$T/$name")
+    [ "${STATE[$name]}" = ok ]
+}
+
+pending() { ORDER+=("$1"); STATE[$1]=pending; WALL[$1]=; RSS[$1]=; }
+
+export HOST ACCEPT
+export A_LAYOUT="$WORK/seed-layout" A_OUT="$WORK/seed-out" B_OUT="$WORK/bundle-out"
+mkdir -p "$A_OUT" "$WORK/keys"
+
+# Keys, outside the timings.
+minisign -G -W -f -p "$WORK/keys/seed.pub" -s "$WORK/keys/seed.key" > /dev/null
+if [ "$BUNDLE_OK" = 1 ]; then
+    if "$BUNDLE" keygen --out "$WORK/keys/bench" > "$WORK/keys/keygen.log" 2>&1; then
+        for k in "$WORK/keys/bench.key" "$WORK/keys/bench"; do [ -f "$k" ] && B_KEY=$k && break; done
+        for k in "$WORK/keys/bench.pub" "$WORK/keys/bench.key.pub"; do [ -f "$k" ] && B_PUB=$k && break; done
+    fi
+    if [ -z "${B_KEY:-}" ] || [ -z "${B_PUB:-}" ]; then
+        BUNDLE_OK=0
+        BUNDLE_NOTE="bundle keygen --out DIR/bench did not give a key pair: $(tail -3 "$WORK/keys/keygen.log" 2>/dev/null | tr '\n' ' ')"
+        log "$BUNDLE_NOTE"
+    fi
+fi
+
+set +e
+# (a) the seed pipeline, stage by stage
+# shellcheck disable=SC2016
+timed a1_enumerate bash -o pipefail -c '
+    curl -sf "http://$HOST/v2/_catalog?n=1000" | jq -r ".repositories[]" |
+    while read -r repo; do
+        curl -sf "http://$HOST/v2/$repo/tags/list" | jq -r --arg r "$repo" ".tags[] | \"\($r):\(.)\""
+    done > "$A_OUT/../refs.txt"'
+# shellcheck disable=SC2016
+timed a2_skopeo_copy bash -o pipefail -c '
+    while read -r ref; do
+        skopeo copy -q --all --src-tls-verify=false "docker://$HOST/$ref" "oci:$A_LAYOUT:$ref" < /dev/null || exit 1
+    done < "$A_OUT/../refs.txt"'
+timed a3_tar_zstd_split bash -o pipefail -c \
+    'tar -C "$A_LAYOUT" -cf - . | zstd -q -T0 -3 | split -b 1G -d - "$A_OUT/images.tar.zst."'
+timed a4_sha256sum bash -c 'cd "$A_OUT" && sha256sum images.tar.zst.* > SHA256SUMS'
+timed a5_minisign_sign minisign -S -s "$WORK/keys/seed.key" -m "$A_OUT/SHA256SUMS"
+timed a6_sync bash -c 'sync "$A_OUT"/*'
+
+# (b) bundle create
+if [ "$BUNDLE_OK" = 1 ]; then
+    timed b_bundle_create "$BUNDLE" create --from "$HOST" --tls-verify=false --out "$B_OUT" --key "$B_KEY"
+else
+    pending b_bundle_create
+fi
+
+# (c) the standard tools' shallow check of (a)'s output
+timed c1_minisign_verify bash -c 'cd "$A_OUT" && minisign -Vm SHA256SUMS -p "$0"' "$WORK/keys/seed.pub"
+timed c2_sha256sum_check bash -c 'cd "$A_OUT" && sha256sum -c --quiet SHA256SUMS'
+timed c3_zstd_d_tar_t bash -o pipefail -c 'cat "$A_OUT"/images.tar.zst.* | zstd -q -d | tar -t > /dev/null'
+
+# (d) bundle verify
+if [ "$BUNDLE_OK" = 1 ] && [ "${STATE[b_bundle_create]}" = ok ]; then
+    timed d_bundle_verify "$BUNDLE" verify "$B_OUT" --pubkey "$B_PUB"
+else
+    pending d_bundle_verify
+fi
+
+# (e) physical limits on the same bytes
+# One GET of every blob: one curl, one keep-alive connection. Blobs through
+# /v2/<repo>/blobs/, manifests through /v2/<repo>/manifests/ (a repository that
+# links each, read from the storage).
+python3 - "$STORAGE" "$HOST" > "$WORK/urls.cfg" <<'EOF'
+import os, sys
+storage, host = sys.argv[1], sys.argv[2]
+repos_root = os.path.join(storage, "docker/registry/v2/repositories")
+seen = {}
+for root, dirs, files in os.walk(repos_root):
+    rel = os.path.relpath(root, repos_root).split(os.sep)
+    for kind, endpoint in (("_layers", "blobs"), ("_manifests", "manifests")):
+        if kind in rel:
+            i = rel.index(kind)
+            want = ["sha256"] if kind == "_layers" else ["revisions", "sha256"]
+            if rel[i + 1:-1] == want and "link" in files:
+                repo = "/".join(rel[:i])
+                digest = "sha256:" + rel[-1]
+                seen.setdefault(digest, (repo, endpoint))
+            dirs[:] = [] if len(rel) - i > len(want) else dirs
+for digest, (repo, endpoint) in sorted(seen.items()):
+    print(f'url = "http://{host}/v2/{repo}/{endpoint}/{digest}"')
+    print('output = "/dev/null"')
+EOF
+URLS=$(grep -c '^url' "$WORK/urls.cfg")
+timed e1_get_every_blob curl -s -H "Accept: $ACCEPT" -w '%{http_code}\n' -K "$WORK/urls.cfg"
+GET_BAD=$(grep -vc '^200$' "$T/e1_get_every_blob.out" || true)
+[ "$GET_BAD" = 0 ] || log "e1: $GET_BAD of $URLS GETs did not answer 200"
+export BLOBFILES="$WORK/blobfiles"
+timed e2_sha256_pass bash -o pipefail -c 'xargs -0 cat < "$BLOBFILES" | openssl sha256 > /dev/null'
+timed e3_zstd_pass bash -o pipefail -c 'xargs -0 cat < "$BLOBFILES" | zstd -q -T1 -1 -c > /dev/null'
+DD_MB=$(( (CONTENT_BYTES + 1048575) / 1048576 ))
+timed e4_write_fsync dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$DD_MB" conv=fsync status=none
+rm -f "$WORK/dd.bin"
+set -e
+
+# ------------------------------------------------------------------ digests
+
+# Docker-typed tags whose digest changed: the registry's Docker-Content-Digest
+# against the digest the output's index.json gives that ref.name.
+python3 - "$HOST" "$WORK/refs.txt" "$ACCEPT" > "$WORK/source-digests.tsv" <<'EOF'
+import sys, urllib.request
+host, refs, accept = sys.argv[1:4]
+for line in open(refs):
+    ref = line.strip()
+    if not ref:
+        continue
+    repo, tag = ref.rsplit(":", 1)
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{tag}", method="HEAD",
+                                 headers={"Accept": accept})
+    with urllib.request.urlopen(req) as r:
+        print(ref, r.headers["Docker-Content-Digest"], r.headers["Content-Type"].split(";")[0], sep="\t")
+EOF
+count_changed() { # count_changed INDEX_JSON -> "changed docker_total missing"
+    python3 - "$WORK/source-digests.tsv" "$1" <<'EOF'
+import json, sys
+src = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+try:
+    index = json.load(open(sys.argv[2]))
+except Exception:
+    print("n/a n/a n/a"); sys.exit(0)
+names = {}
+for m in index.get("manifests", []):
+    name = (m.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+    if name:
+        names[name] = m["digest"]
+docker = [(ref, d) for ref, d, mt in src if mt.startswith("application/vnd.docker.")]
+changed = sum(1 for ref, d in docker if ref in names and names[ref] != d)
+missing = sum(1 for ref, d in docker if ref not in names)
+print(changed, len(docker), missing)
+EOF
+}
+read -r A_CHANGED DOCKER_TAGS A_MISSING < <(count_changed "$A_LAYOUT/index.json")
+if [ "${STATE[b_bundle_create]}" = ok ]; then
+    (cat "$B_OUT"/images.tar.zst.* | zstd -q -d | tar -xO index.json > "$WORK/bundle-index.json") 2>/dev/null || true
+    read -r B_CHANGED _ B_MISSING < <(count_changed "$WORK/bundle-index.json")
+else
+    B_CHANGED=pending B_MISSING=pending
+fi
+TAGS_TOTAL=$(wc -l < "$WORK/source-digests.tsv")
+
+# Disk used by each side's outputs.
+du_mib() { du -sm "$@" 2>/dev/null | awk '{s+=$1} END{print s+0}'; }
+A_LAYOUT_MB=$(du_mib "$A_LAYOUT")
+A_VOL_MB=$(du_mib "$A_OUT")
+B_VOL_MB=$( [ -d "$B_OUT" ] && du_mib "$B_OUT" || echo pending)
+
+# ------------------------------------------------------------------ report
+
+sum_of() { # sum_of PREFIX: total wall of the ok stages starting with PREFIX, or "failed"
+    local s=0 n
+    for n in "${ORDER[@]}"; do
+        case "$n" in "$1"*)
+            [ "${STATE[$n]}" = ok ] || { echo "${STATE[$n]}"; return; }
+            s=$(awk "BEGIN{print $s + ${WALL[$n]}}") ;;
+        esac
+    done
+    printf '%.2f' "$s"
+}
+max_of() {
+    local m=0 n
+    for n in "${ORDER[@]}"; do
+        case "$n" in "$1"*) [ -n "${RSS[$n]}" ] && m=$(awk "BEGIN{print (${RSS[$n]} > $m) ? ${RSS[$n]} : $m}") ;; esac
+    done
+    printf '%.1f' "$m"
+}
+ratio() { # ratio NUM DEN
+    case "$1$2" in *[!0-9.]*|'') echo "pending"; return ;; esac
+    awk "BEGIN{ if ($2 > 0) printf \"%.3f\", $1 / $2; else print \"n/a\" }"
+}
+mbps() {
+    case "$1" in ''|*[!0-9.]*) echo "" ; return ;; esac
+    awk "BEGIN{ if ($1 > 0) printf \"%.0f\", $CONTENT_BYTES / 1048576 / $1 }"
+}
+cell() { # cell NAME FIELD
+    local n=$1
+    case "${STATE[$n]}" in
+        ok) if [ "$2" = wall ]; then echo "${WALL[$n]}"; else echo "${RSS[$n]}"; fi ;;
+        *) echo "${STATE[$n]}" ;;
+    esac
+}
+
+A_TOTAL=$(sum_of a)
+C_TOTAL=$(sum_of c)
+E_TOTAL=$(sum_of e)
+B_WALL=$( [ "${STATE[b_bundle_create]}" = ok ] && echo "${WALL[b_bundle_create]}" || echo "${STATE[b_bundle_create]}")
+D_WALL=$( [ "${STATE[d_bundle_verify]}" = ok ] && echo "${WALL[d_bundle_verify]}" || echo "${STATE[d_bundle_verify]}")
+CREATE_RATIO=$(ratio "$B_WALL" "$A_TOTAL")
+VERIFY_RATIO=$(ratio "$D_WALL" "$C_TOTAL")
+
+declare -A LABEL=(
+    [a1_enumerate]="(a) curl _catalog + tags/list"
+    [a2_skopeo_copy]="(a) skopeo copy --all per tag → one OCI layout (sequential)"
+    [a3_tar_zstd_split]="(a) tar \| zstd -T0 -3 \| split -b 1G"
+    [a4_sha256sum]="(a) sha256sum volumes > SHA256SUMS"
+    [a5_minisign_sign]="(a) minisign -S SHA256SUMS"
+    [a6_sync]="(a) sync volumes to disk"
+    [b_bundle_create]="**(b) bundle create**"
+    [c1_minisign_verify]="(c) minisign -Vm SHA256SUMS"
+    [c2_sha256sum_check]="(c) sha256sum -c SHA256SUMS"
+    [c3_zstd_d_tar_t]="(c) cat volumes \| zstd -d \| tar -t"
+    [d_bundle_verify]="**(d) bundle verify** (deep)"
+    [e1_get_every_blob]="(e) one GET of every blob (one curl, keep-alive)"
+    [e2_sha256_pass]="(e) one SHA-256 pass (openssl)"
+    [e3_zstd_pass]="(e) one zstd -T1 -1 pass"
+    [e4_write_fsync]="(e) one write of the same size (dd conv=fsync)"
+)
+
+row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
+{
+    echo "| stage | wall s | max RSS MiB | ratio bundle/baseline | MiB/s of content |"
+    echo "|---|---:|---:|---:|---:|"
+    for n in "${ORDER[@]}"; do
+        case "$n" in
+            b_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "**$CREATE_RATIO** (target ≤ 0.3)" "$(mbps "$B_WALL")" ;;
+            d_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "**$VERIFY_RATIO** (target ≤ 0.5)" "$(mbps "$D_WALL")" ;;
+            *) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "" "$(mbps "$(cell "$n" wall)")" ;;
+        esac
+        case "$n" in
+            a6_*) row "**(a) seed pipeline, total**" "**$A_TOTAL**" "$(max_of a)" "" "$(mbps "$A_TOTAL")" ;;
+            c3_*) row "**(c) standard-tools shallow check, total**" "**$C_TOTAL**" "$(max_of c)" "" "$(mbps "$C_TOTAL")" ;;
+            e4_*) row "(e) sum of the physical passes" "$E_TOTAL" "$(max_of e)" "" "$(mbps "$E_TOTAL")" ;;
+        esac
+    done
+} > "$WORK/table.md"
+
+target() { # target VALUE LIMIT
+    case "$1" in ''|*[!0-9.]*) echo "pending"; return ;; esac
+    awk "BEGIN{ print ($1 <= $2) ? \"met\" : \"NOT met\" }"
+}
+B_RSS=$( [ "${STATE[b_bundle_create]}" = ok ] && echo "${RSS[b_bundle_create]}" || echo pending)
+D_RSS=$( [ "${STATE[d_bundle_verify]}" = ok ] && echo "${RSS[d_bundle_verify]}" || echo pending)
+
+profile_line=$(python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))
+m = p["push_modes"]
+print(f"{p[\"repositories\"]} repositories, {p[\"tags\"]} tags, {p[\"platform_manifests\"]} platform manifests, "
+      f"{p[\"layers\"]} layers ({p[\"layer_bytes\"] / 2**20:.1f} MiB); pushed as: "
+      f"{m.get(\"oci\", 0)} OCI manifests, {m.get(\"v2s2\", 0)} Docker schema2, "
+      f"{m.get(\"oci-all\", 0)} OCI indexes, {m.get(\"v2s2-all\", 0)} Docker manifest lists")' "$PROFILE_DIR/profile.json")
+
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+{
+    echo "# bundle benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo
+    echo "Command: \`$CMDLINE\`"
+    echo
+    echo "## Machine"
+    echo
+    echo "- nproc: $(nproc); CPU: ${cpu_model:-unknown}; memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    echo "- kernel: $(uname -sr)"
+    echo "- $(skopeo --version); zstd $(zstd -V | grep -o 'v[0-9.]*' | head -1); $(/usr/bin/docker-registry --version 2>&1 | head -1)"
+    echo "- minisign $(minisign -v 2>&1 | awk '{print $2}'); $(openssl version | cut -d' ' -f1-2); curl $(curl -V | head -1 | cut -d' ' -f2)"
+    echo "- bundle: $( [ "$BUNDLE_OK" = 1 ] && ("$BUNDLE" --version 2>/dev/null || echo "$BUNDLE") || echo "not measured: $BUNDLE_NOTE") (git $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ', src modified'))"
+    echo
+    echo "## Data"
+    echo
+    echo "- profile v$PROFILE_VERSION at scale $SCALE: $profile_line"
+    echo "- registry content: $CONTENT_BLOBS blobs (layers, configs, manifests), $CONTENT_MB MiB; $URLS distinct digests fetched in (e)"
+    echo "- $SEED_NOTE"
+    echo
+    echo "## Results"
+    echo
+    cat "$WORK/table.md"
+    echo
+    echo "Targets: create ≤ 0.3× seed pipeline: **$(target "$CREATE_RATIO" 0.3)** ($CREATE_RATIO); deep verify ≤ 0.5× shallow check: **$(target "$VERIFY_RATIO" 0.5)** ($VERIFY_RATIO); peak RSS ≤ 100 MiB: create **$(target "$B_RSS" 100)** ($B_RSS MiB), verify **$(target "$D_RSS" 100)** ($D_RSS MiB)."
+    echo
+    echo "Docker-typed tags (schema2 or manifest list) whose digest differs from the registry's: seed pipeline **$A_CHANGED of $DOCKER_TAGS** (missing: $A_MISSING); bundle **$B_CHANGED of $DOCKER_TAGS** (missing: $B_MISSING). $TAGS_TOTAL tags in all."
+    echo
+    echo "Disk: seed pipeline OCI layout $A_LAYOUT_MB MiB + volumes $A_VOL_MB MiB; bundle output $B_VOL_MB MiB."
+    echo
+    echo "Wall and max RSS from \`/usr/bin/time -v\`; for a pipeline the RSS is the largest single process, not the sum. Page cache warm (the registry's blobs are read once before the stages); bundle create fsyncs its volumes, so (a) ends with \`sync\` of its volumes too."
+} > "$RESULTS_DIR/latest.md"
+cp "$RESULTS_DIR/latest.md" "$RESULTS_DIR/scale-$SCALE.md"
+
+echo
+cat "$RESULTS_DIR/latest.md"
+echo
+log "written to bench/results/latest.md and bench/results/scale-$SCALE.md"
