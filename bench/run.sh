@@ -279,6 +279,7 @@ timed() {
 pending() { ORDER+=("$1"); STATE[$1]=pending; WALL[$1]=; RSS[$1]=; }
 
 export HOST ACCEPT
+export JQ_TAGS='(.tags // [])[] | $r + ":" + .'
 export A_LAYOUT="$WORK/seed-layout" A_OUT="$WORK/seed-out" B_OUT="$WORK/bundle-out"
 mkdir -p "$A_OUT" "$WORK/keys"
 
@@ -302,7 +303,7 @@ set +e
 timed a1_enumerate bash -o pipefail -c '
     curl -sf "http://$HOST/v2/_catalog?n=1000" | jq -r ".repositories[]" |
     while read -r repo; do
-        curl -sf "http://$HOST/v2/$repo/tags/list" | jq -r --arg r "$repo" ".tags[] | \"\($r):\(.)\""
+        curl -sf "http://$HOST/v2/$repo/tags/list" | jq -r --arg r "$repo" "$JQ_TAGS"
     done > "$A_OUT/../refs.txt"'
 # shellcheck disable=SC2016
 timed a2_skopeo_copy bash -o pipefail -c '
@@ -353,7 +354,6 @@ for root, dirs, files in os.walk(repos_root):
                 repo = "/".join(rel[:i])
                 digest = "sha256:" + rel[-1]
                 seen.setdefault(digest, (repo, endpoint))
-            dirs[:] = [] if len(rel) - i > len(want) else dirs
 for digest, (repo, endpoint) in sorted(seen.items()):
     print(f'url = "http://{host}/v2/{repo}/{endpoint}/{digest}"')
     print('output = "/dev/null"')
@@ -507,14 +507,16 @@ target() { # target VALUE LIMIT
 B_RSS=$( [ "${STATE[b_bundle_create]}" = ok ] && echo "${RSS[b_bundle_create]}" || echo pending)
 D_RSS=$( [ "${STATE[d_bundle_verify]}" = ok ] && echo "${RSS[d_bundle_verify]}" || echo pending)
 
-profile_line=$(python3 -c '
+profile_line=$(python3 - "$PROFILE_DIR/profile.json" <<'EOF'
 import json, sys
 p = json.load(open(sys.argv[1]))
 m = p["push_modes"]
-print(f"{p[\"repositories\"]} repositories, {p[\"tags\"]} tags, {p[\"platform_manifests\"]} platform manifests, "
-      f"{p[\"layers\"]} layers ({p[\"layer_bytes\"] / 2**20:.1f} MiB); pushed as: "
-      f"{m.get(\"oci\", 0)} OCI manifests, {m.get(\"v2s2\", 0)} Docker schema2, "
-      f"{m.get(\"oci-all\", 0)} OCI indexes, {m.get(\"v2s2-all\", 0)} Docker manifest lists")' "$PROFILE_DIR/profile.json")
+print(f"{p['repositories']} repositories, {p['tags']} tags, {p['platform_manifests']} platform manifests, "
+      f"{p['layers']} layers ({p['layer_bytes'] / 2**20:.1f} MiB); pushed as "
+      f"{m.get('oci', 0)} OCI manifests, {m.get('v2s2', 0)} Docker schema2, "
+      f"{m.get('oci-all', 0)} OCI indexes, {m.get('v2s2-all', 0)} Docker manifest lists")
+EOF
+)
 
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {

@@ -63,9 +63,9 @@ stage "cargo fmt --check"
 cargo fmt --all --check
 
 stage "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --locked --all-targets -- -D warnings
 
 stage "cargo test --all-targets"
-cargo test --all-targets
+cargo test --locked --all-targets
 
 stage "All checks passed"
