@@ -7,6 +7,7 @@
 //! digest as it arrives; bundle.json and its signature are written last, each
 //! atomically, so an interrupted run never leaves a bundle that verifies.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -132,7 +133,7 @@ pub async fn write_bundle(
         .join()
         .map_err(|_| anyhow::anyhow!("the volume writer thread panicked"))?;
     // A writer error explains a failed send better than the send itself.
-    let (entries, volumes, tar_size) = written?;
+    let (entries, volumes, tar_size, config_platforms) = written?;
     sent?;
 
     let mut id = [0u8; 16];
@@ -160,7 +161,12 @@ pub async fn write_bundle(
                 digest: i.top.digest,
                 media_type: i.top.media_type.clone(),
                 size: i.top.size,
-                platforms: i.platforms.clone(),
+                platforms: match (&i.config, i.platforms.is_empty()) {
+                    (Some(config), true) => {
+                        config_platforms.get(config).cloned().into_iter().collect()
+                    }
+                    _ => i.platforms.clone(),
+                },
                 platform_filtered: i.platform_filtered,
                 blobs: i.blobs.clone(),
             })
@@ -315,7 +321,11 @@ async fn send_jobs(
     Ok(())
 }
 
-type Written = (Vec<Entry>, Vec<Volume>, u64);
+/// Entries, volumes, tar size, and the platform of each image config seen.
+type Written = (Vec<Entry>, Vec<Volume>, u64, HashMap<Digest, String>);
+
+/// Image configs larger than this are not read for their platform.
+const MAX_CONFIG_READ: u64 = 1 << 20;
 
 /// The writer thread: entries in the order they arrive.
 fn write_entries(
@@ -327,6 +337,7 @@ fn write_entries(
 ) -> anyhow::Result<Written> {
     let mut writer = VolumeWriter::new(out, volume_size, level)?;
     let mut entries = Vec::new();
+    let mut platforms = HashMap::new();
     while let Some(job) = jobs.blocking_recv() {
         let path = match job.kind {
             EntryKind::OciLayout => "oci-layout".to_owned(),
@@ -341,11 +352,17 @@ fn write_entries(
             }),
             JobData::File(f) => Box::new(f),
         };
+        let is_config =
+            job.media_type.as_deref().is_some_and(oci::is_config) && job.size <= MAX_CONFIG_READ;
         let mut counted = Counted {
             inner: &mut reader,
             progress: &progress,
+            copy: is_config.then(Vec::new),
         };
         let placement = writer.add_entry(&path, job.size, &mut counted)?;
+        if let Some(p) = counted.copy.as_deref().and_then(oci::config_platform) {
+            platforms.insert(job.digest, p.to_string());
+        }
         entries.push(Entry {
             kind: job.kind,
             digest: job.digest,
@@ -360,7 +377,7 @@ fn write_entries(
         }
     }
     let (volumes, tar_size) = writer.finish()?;
-    Ok((entries, volumes, tar_size))
+    Ok((entries, volumes, tar_size, platforms))
 }
 
 /// Reads chunks a fetch task sends; an `Err` chunk is the fetch's failure.
@@ -384,15 +401,20 @@ impl Read for ChannelReader {
     }
 }
 
+/// Reports the bytes read as progress, and keeps a copy when asked (small configs).
 struct Counted<'a, R: Read + ?Sized> {
     inner: &'a mut R,
     progress: &'a Progress,
+    copy: Option<Vec<u8>>,
 }
 
 impl<R: Read + ?Sized> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         (self.progress)(Event::Bytes(n as u64));
+        if let Some(copy) = self.copy.as_mut() {
+            copy.extend_from_slice(&buf[..n]);
+        }
         Ok(n)
     }
 }

@@ -19,6 +19,10 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker manifest list.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// OCI image config.
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Docker image config.
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// Annotation skopeo's `oci:` transport matches a reference against.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Annotation holding the full source reference an image came from.
@@ -129,6 +133,8 @@ pub struct Parsed {
     pub blobs: Vec<Descriptor>,
     /// The `subject` this content refers to (signatures, attestations); not required to be present.
     pub subject: Option<Descriptor>,
+    /// The config descriptor of an image manifest (also in `blobs`).
+    pub config: Option<Descriptor>,
 }
 
 /// Why manifest bytes could not be read.
@@ -181,6 +187,7 @@ pub fn parse(media_type: &str, bytes: &[u8]) -> Result<Parsed, OciError> {
     }
     Ok(Parsed {
         manifests: raw.manifests,
+        config: raw.config.clone(),
         blobs: raw
             .config
             .into_iter()
@@ -189,6 +196,16 @@ pub fn parse(media_type: &str, bytes: &[u8]) -> Result<Parsed, OciError> {
             .collect(),
         subject: raw.subject,
     })
+}
+
+/// The platform an image config declares (`os`, `architecture`, `variant`).
+pub fn config_platform(bytes: &[u8]) -> Option<Platform> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// Whether `media_type` names an image config (whose platform is worth reading).
+pub fn is_config(media_type: &str) -> bool {
+    media_type == OCI_CONFIG || media_type == DOCKER_CONFIG
 }
 
 /// The `index.json` of an OCI image layout.

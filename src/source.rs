@@ -216,6 +216,8 @@ pub struct PlannedImage {
     pub platform_filtered: bool,
     /// Every digest the image needs, the top one included.
     pub blobs: Vec<Digest>,
+    /// The config of a single-manifest image (its platform is read as it is written).
+    pub config: Option<Digest>,
 }
 
 /// Something to write into the archive.
@@ -400,6 +402,7 @@ pub async fn plan(
             platforms: tree.platforms,
             platform_filtered: tree.platform_filtered,
             blobs,
+            config: tree.config,
         });
     }
     Ok(plan)
@@ -412,6 +415,7 @@ struct Tree {
     platform_filtered: bool,
     is_index: bool,
     kept_children: usize,
+    config: Option<Digest>,
 }
 
 async fn fetch_tree(fetcher: &Fetcher, filters: &Filters, w: &Wanted) -> anyhow::Result<Tree> {
@@ -432,6 +436,7 @@ async fn fetch_tree(fetcher: &Fetcher, filters: &Filters, w: &Wanted) -> anyhow:
         platform_filtered: false,
         is_index: oci::is_index(&media_type),
         kept_children: 0,
+        config: None,
     };
     walk(fetcher, filters, &w.repo, top, bytes, 0, &mut tree).await?;
     Ok(tree)
@@ -475,6 +480,9 @@ fn walk<'a>(
                 .manifest(repo, &child.digest.to_string(), Some(&child))
                 .await?;
             walk(fetcher, filters, repo, child, child_bytes, depth + 1, tree).await?;
+        }
+        if depth == 0 {
+            tree.config = parsed.config.map(|c| c.digest);
         }
         for blob in parsed.blobs {
             tree.items.push(Item::Blob {

@@ -63,6 +63,29 @@ fn bundles_the_whole_catalog_keeping_every_manifest_byte_for_byte() {
             }
         }
     }
+    // Platforms come from the index, or from the image config of single manifests.
+    let listing = list_json(&out, &keys.public);
+    let platforms = |reference: &str| {
+        listing["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["reference"] == reference)
+            .unwrap()["platforms"]
+            .clone()
+    };
+    assert_eq!(
+        platforms("openshift/php:5.5"),
+        serde_json::json!(["linux/amd64"])
+    );
+    assert_eq!(
+        platforms("library/nginx:1.25"),
+        serde_json::json!(["linux/amd64"])
+    );
+    assert_eq!(
+        platforms("library/busybox:1.36"),
+        serde_json::json!(["linux/amd64", "linux/arm64", "linux/arm/v7"])
+    );
     // index.json is last, oci-layout first, and each blob appears once.
     let names = run_stdout(std::process::Command::new("bash").arg("-c").arg(format!(
         "cat '{}'/images.tar.zst.* | zstd -d | tar -t",
