@@ -7,6 +7,7 @@
 mod boundaries;
 mod common;
 mod create;
+mod failures;
 mod roundtrip;
 mod support;
 mod support_selftest;
