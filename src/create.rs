@@ -133,7 +133,22 @@ pub async fn write_bundle(
         .join()
         .map_err(|_| anyhow::anyhow!("the volume writer thread panicked"))?;
     // A writer error explains a failed send better than the send itself.
-    let (entries, volumes, tar_size, config_platforms) = written?;
+    let (entries, volumes, tar_size, config_platforms) = written.map_err(|e| {
+        let needed_by = e.downcast_ref::<EntryFailed>().map(|failed| {
+            plan.images
+                .iter()
+                .filter(|i| i.blobs.contains(&failed.digest))
+                .map(|i| i.reference.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        match needed_by {
+            Some(images) if !images.is_empty() => {
+                e.context(format!("the bundle cannot hold {images}"))
+            }
+            _ => e,
+        }
+    })?;
     sent?;
 
     let mut id = [0u8; 16];
@@ -264,12 +279,12 @@ async fn send_jobs(
     tx.send(small(EntryKind::OciLayout, layout, None))
         .await
         .map_err(|_| closed())?;
+    let mut tops: HashMap<Digest, usize> = HashMap::new();
+    for image in &plan.images {
+        *tops.entry(image.top.digest).or_default() += 1;
+    }
     for item in &plan.items {
-        let images_done = plan
-            .images
-            .iter()
-            .filter(|i| i.top.digest == item.digest())
-            .count();
+        let images_done = tops.get(&item.digest()).copied().unwrap_or(0);
         let job = match item {
             Item::Manifest {
                 media_type, bytes, ..
@@ -359,7 +374,12 @@ fn write_entries(
             progress: &progress,
             copy: is_config.then(Vec::new),
         };
-        let placement = writer.add_entry(&path, job.size, &mut counted)?;
+        let placement = writer
+            .add_entry(&path, job.size, &mut counted)
+            .map_err(|source| EntryFailed {
+                digest: job.digest,
+                source,
+            })?;
         if let Some(p) = counted.copy.as_deref().and_then(oci::config_platform) {
             platforms.insert(job.digest, p.to_string());
         }
@@ -378,6 +398,15 @@ fn write_entries(
     }
     let (volumes, tar_size) = writer.finish()?;
     Ok((entries, volumes, tar_size, platforms))
+}
+
+/// Writing one entry failed.
+#[derive(Debug, thiserror::Error)]
+#[error("writing {digest}")]
+struct EntryFailed {
+    digest: Digest,
+    #[source]
+    source: crate::archive::writer::WriteError,
 }
 
 /// Reads chunks a fetch task sends; an `Err` chunk is the fetch's failure.
