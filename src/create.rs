@@ -112,11 +112,11 @@ pub async fn write_bundle(
     if plan.images.is_empty() {
         bail!("no images matched: nothing to bundle");
     }
+    let index_json = layout_index(&plan);
     progress(Event::Planned {
         images: plan.images.len(),
-        bytes: plan.total_bytes(),
+        bytes: plan.total_bytes() + (oci::OCI_LAYOUT_FILE.len() + index_json.len()) as u64,
     });
-    let index_json = layout_index(&plan);
     let (job_tx, job_rx) = mpsc::channel::<Job>(JOBS_AHEAD);
     let writer = {
         let (out, size, level, progress) = (

@@ -8,6 +8,7 @@ mod boundaries;
 mod common;
 mod create;
 mod failures;
+mod list;
 mod roundtrip;
 mod support;
 mod support_selftest;

@@ -1,0 +1,65 @@
+//! `bundle list`: what a bundle holds, from its signed manifest.
+
+use crate::common::*;
+use crate::support::*;
+
+#[test]
+fn lists_images_and_volumes_and_checks_the_signature_when_given_a_key() {
+    let keys = keygen();
+    let tmp = temp_dir();
+    let out = tmp.path().join("b");
+    create_ok(
+        &out,
+        &keys.secret,
+        &["--from", "oci:sample/layout", "--volume-size", "64K"],
+    );
+
+    let o = bundle_cmd()
+        .arg("list")
+        .arg(&out)
+        .arg("--pubkey")
+        .arg(&keys.public)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    for needle in [
+        "library/busybox:1.36",
+        "linux/amd64,linux/arm64/v8",
+        "openshift/php:5.5",
+        "images.tar.zst.002",
+    ] {
+        assert!(t.contains(needle), "{needle:?} in {t}");
+    }
+    let listing = list_json(&out, &keys.public);
+    assert_eq!(listing["signature_checked"], true);
+    assert_eq!(
+        listing["volumes"].as_array().unwrap().len(),
+        volumes(&out).len()
+    );
+    let php = &listing["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reference"] == "openshift/php:5.5")
+        .unwrap();
+    assert!(php["size"].as_u64().unwrap() > 50_000);
+    assert!(php["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    // Without a key it still lists, and says the signature was not checked.
+    let o = bundle_cmd().arg("list").arg(&out).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("signature not checked"));
+
+    // With the wrong key it refuses, as verify does.
+    let other = keygen();
+    let o = bundle_cmd()
+        .arg("list")
+        .arg(&out)
+        .arg("--pubkey")
+        .arg(&other.public)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("openshift/php"));
+}
