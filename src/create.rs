@@ -8,7 +8,7 @@
 //! atomically, so an interrupted run never leaves a bundle that verifies.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::{self};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::archive::writer::VolumeWriter;
 use crate::digest::Digest;
+use crate::files::write_atomic;
 use crate::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, Volume};
 use crate::oci::{self, Descriptor, LayoutIndex};
 use crate::sign::SecretKey;
@@ -446,22 +447,6 @@ impl<R: Read + ?Sized> Read for Counted<'_, R> {
         }
         Ok(n)
     }
-}
-
-/// Writes `name` in `dir` through a temporary file, fsync and rename.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
-    Ok(())
 }
 
 fn now_rfc3339() -> String {

@@ -18,6 +18,7 @@ pub mod archive;
 pub mod cli;
 pub mod create;
 pub mod digest;
+pub mod files;
 pub mod manifest;
 pub mod oci;
 pub mod registry;

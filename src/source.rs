@@ -14,6 +14,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use globset::{Glob, GlobMatcher};
 
 use crate::digest::{Digest, Hasher};
+use crate::files::read_capped;
 use crate::oci::{self, Descriptor, Platform};
 use crate::registry::{ImageReference, Registry};
 
@@ -601,18 +602,6 @@ impl Read for CheckedReader {
         }
         Ok(n)
     }
-}
-
-fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() as u64 > max {
-        bail!("{} is larger than {max} bytes", path.display());
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

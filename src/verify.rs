@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Serialize;
 
 use crate::archive::reader::{self, CheckOnly, Problem, ProblemKind, Sink};
 use crate::digest::Digest;
+use crate::files::read_capped;
 use crate::manifest::{self, BundleManifest, Entry, EntryKind};
 use crate::oci::{self, Platform};
 use crate::sign::{self, PublicKey, Signature};
@@ -531,18 +531,6 @@ fn check_index(m: &BundleManifest, graph: &Graph, report: &mut VerifyReport) {
             format!("index.json lists {name:?}, which bundle.json does not"),
         );
     }
-}
-
-fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() as u64 > max {
-        anyhow::bail!("{} is larger than {max} bytes", path.display());
-    }
-    Ok(bytes)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
