@@ -8,8 +8,8 @@
 //! atomically, so an interrupted run never leaves a bundle that verifies.
 
 use std::collections::HashMap;
-use std::fs::{self};
-use std::io::{self, Read, Write};
+use std::fs;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

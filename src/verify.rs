@@ -6,7 +6,6 @@
 //! the file, the blob and the images it affects.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
