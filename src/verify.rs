@@ -275,19 +275,23 @@ struct Graph {
     index: Option<Vec<u8>>,
 }
 
+/// The largest index.json read (thousands of images take a few MB).
+const MAX_INDEX_JSON: usize = 64 << 20;
+
 struct VerifySink<'a> {
-    m: &'a BundleManifest,
     graph: Graph,
     buffer: Vec<u8>,
     keep: bool,
     overflow: bool,
+    /// Most bytes kept of the current entry.
+    cap: usize,
     position: HashMap<Digest, usize>,
     progress: &'a mut dyn FnMut(u64, u64),
     total: u64,
 }
 
 impl<'a> VerifySink<'a> {
-    fn new(m: &'a BundleManifest, progress: &'a mut dyn FnMut(u64, u64), total: u64) -> Self {
+    fn new(m: &BundleManifest, progress: &'a mut dyn FnMut(u64, u64), total: u64) -> Self {
         let position = m
             .entries
             .iter()
@@ -295,11 +299,11 @@ impl<'a> VerifySink<'a> {
             .map(|(i, e)| (e.digest, i))
             .collect();
         VerifySink {
-            m,
             graph: Graph::default(),
             buffer: Vec::new(),
             keep: false,
             overflow: false,
+            cap: 0,
             position,
             progress,
             total,
@@ -317,17 +321,17 @@ impl Sink for VerifySink<'_> {
         self.overflow = false;
         self.keep = e.kind == EntryKind::Index
             || e.media_type.as_deref().is_some_and(oci::is_manifest_like);
+        self.cap = if e.kind == EntryKind::Index {
+            MAX_INDEX_JSON
+        } else {
+            oci::MAX_MANIFEST_SIZE as usize
+        };
         Ok(())
     }
 
     fn data(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         if self.keep {
-            let cap = if self.overflow {
-                0
-            } else {
-                manifest::MAX_MANIFEST_BYTES as usize
-            };
-            if self.buffer.len() + bytes.len() > cap {
+            if self.overflow || self.buffer.len() + bytes.len() > self.cap {
                 self.overflow = true;
                 self.buffer.clear();
             } else {
@@ -349,21 +353,16 @@ impl Sink for VerifySink<'_> {
                 self.graph.position.insert(e.digest, pos);
                 if self.keep {
                     let media_type = e.media_type.as_deref().unwrap_or_default();
-                    let parsed =
-                        if self.overflow || self.buffer.len() as u64 > oci::MAX_MANIFEST_SIZE {
-                            Err(format!(
-                                "manifest larger than {} bytes",
-                                oci::MAX_MANIFEST_SIZE
-                            ))
-                        } else {
-                            oci::parse(media_type, &self.buffer).map_err(|err| err.to_string())
-                        };
+                    let parsed = if self.overflow {
+                        Err(format!("manifest larger than {} bytes", self.cap))
+                    } else {
+                        oci::parse(media_type, &self.buffer).map_err(|err| err.to_string())
+                    };
                     self.graph.children.insert(e.digest, parsed);
                 }
             }
         }
         self.buffer.clear();
-        let _ = self.m;
         Ok(())
     }
 
