@@ -15,7 +15,8 @@ pub const TRAILER_LEN: u64 = 2 * BLOCK;
 
 /// Bytes an entry of `size` content bytes takes in the tar stream: header, data, padding.
 pub fn entry_len(size: u64) -> u64 {
-    BLOCK + size.div_ceil(BLOCK) * BLOCK
+    // Saturating: sizes come from untrusted bundle.json files before they are checked.
+    size.div_ceil(BLOCK).saturating_mul(BLOCK).saturating_add(BLOCK)
 }
 
 /// The exact ustar header bundle writes for a regular file: fixed mode, owner
@@ -68,6 +69,7 @@ mod tests {
         assert_eq!(entry_len(1), 1024);
         assert_eq!(entry_len(512), 1024);
         assert_eq!(entry_len(513), 1536);
+        assert_eq!(entry_len(u64::MAX), u64::MAX);
     }
 
     #[test]
