@@ -130,7 +130,8 @@ impl Entry {
 
     /// Offset just past the entry's data and padding in the uncompressed stream.
     pub fn tar_end(&self) -> u64 {
-        self.tar_offset.saturating_add(crate::archive::entry_len(self.size))
+        self.tar_offset
+            .saturating_add(crate::archive::entry_len(self.size))
     }
 }
 

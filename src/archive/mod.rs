@@ -16,7 +16,9 @@ pub const TRAILER_LEN: u64 = 2 * BLOCK;
 /// Bytes an entry of `size` content bytes takes in the tar stream: header, data, padding.
 pub fn entry_len(size: u64) -> u64 {
     // Saturating: sizes come from untrusted bundle.json files before they are checked.
-    size.div_ceil(BLOCK).saturating_mul(BLOCK).saturating_add(BLOCK)
+    size.div_ceil(BLOCK)
+        .saturating_mul(BLOCK)
+        .saturating_add(BLOCK)
 }
 
 /// The exact ustar header bundle writes for a regular file: fixed mode, owner

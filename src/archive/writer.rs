@@ -85,6 +85,48 @@ struct OpenVolume {
     file: BufWriter<File>,
     hasher: Hasher,
     tar_offset: u64,
+    /// Bytes written since the last background flush started.
+    unflushed: u64,
+    /// The background `fdatasync` in flight, if any.
+    flushing: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+/// Start writing dirty pages back every this many bytes, so the disk works
+/// while the next bytes are compressed instead of all at the final fsync.
+const FLUSH_EVERY: u64 = 64 << 20;
+
+impl OpenVolume {
+    fn io_err(&self, source: io::Error) -> WriteError {
+        WriteError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Waits for the background flush in flight (backpressure when the disk is slower).
+    fn wait_flush(&mut self) -> Result<(), WriteError> {
+        if let Some(handle) = self.flushing.take() {
+            let result = handle
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the flush thread panicked")));
+            result.map_err(|e| self.io_err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Hands what was written so far to a thread that fdatasyncs it.
+    fn start_flush(&mut self) -> Result<(), WriteError> {
+        self.wait_flush()?;
+        self.file.flush().map_err(|e| self.io_err(e))?;
+        let file = self
+            .file
+            .get_ref()
+            .try_clone()
+            .map_err(|e| self.io_err(e))?;
+        self.flushing = Some(std::thread::spawn(move || file.sync_data()));
+        self.unflushed = 0;
+        Ok(())
+    }
 }
 
 /// Writes entries into `images.tar.zst.NNN` files in a directory.
@@ -269,6 +311,8 @@ impl VolumeWriter {
             file: BufWriter::with_capacity(1 << 20, file),
             hasher: Hasher::new(),
             tar_offset: self.tar_pos,
+            unflushed: 0,
+            flushing: None,
         });
         Ok(())
     }
@@ -277,6 +321,8 @@ impl VolumeWriter {
         let Some(vol) = self.current.take() else {
             return Ok(());
         };
+        let mut vol = vol;
+        vol.wait_flush()?;
         let io_err = |source| WriteError::Io {
             path: vol.path.clone(),
             source,
@@ -296,10 +342,12 @@ impl VolumeWriter {
 
 fn emit(vol: &mut OpenVolume, bytes: &[u8]) -> Result<(), WriteError> {
     vol.hasher.update(bytes);
-    vol.file.write_all(bytes).map_err(|source| WriteError::Io {
-        path: vol.path.clone(),
-        source,
-    })
+    vol.file.write_all(bytes).map_err(|e| vol.io_err(e))?;
+    vol.unflushed += bytes.len() as u64;
+    if vol.unflushed >= FLUSH_EVERY {
+        vol.start_flush()?;
+    }
+    Ok(())
 }
 
 /// Reads at least one byte, mapping errors and early ends of entry sources.
