@@ -28,8 +28,9 @@ use crate::source::{BlobSource, Fetcher, Item, Plan, SourceSpec};
 
 /// Blobs fetched ahead of the one being written.
 const JOBS_AHEAD: usize = 3;
-/// Chunks buffered per blob between network and writer.
-const CHUNKS_AHEAD: usize = 16;
+/// Chunks buffered per blob between network and writer (hyper chunks reach ~400 KiB:
+/// this bounds memory to a few MiB per blob in flight whatever the blob size).
+const CHUNKS_AHEAD: usize = 4;
 
 /// What `create` needs besides the plan.
 pub struct CreateOptions {
