@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Stage commands are single-quoted on purpose: the `bash -c` they run in expands them.
+# shellcheck disable=SC2016
 # bench/run.sh — the bundle benchmark (see BENCHMARKS.md).
 #
 # In one run, on the same registry content:
@@ -25,6 +27,8 @@ Usage: bench/run.sh [options]
   --keep         keep the scratch outputs (layout, volumes, bundle)
   --port N       registry port on 127.0.0.1 (default: a free one)
   --jobs N       parallel skopeo pushes while seeding (default 4)
+  --repeat N     run the measured stages N times and report each stage's median
+                 wall and CPU time and its largest RSS (default 1)
   --no-build     do not run `cargo build --release` first
   --bundle PATH  the bundle binary (default target/release/bundle)
   -h, --help     this text
@@ -34,6 +38,7 @@ CACHE/p<version>-s<scale>/ and reused by later runs.
 EOF
 }
 
+RUN_START=$(date +%s)
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR="$REPO_ROOT/bench"
 CMDLINE="bench/run.sh"
@@ -46,6 +51,7 @@ WORK=
 KEEP=0
 PORT=
 JOBS=4
+REPEAT=1
 BUILD=1
 BUNDLE="$REPO_ROOT/target/release/bundle"
 
@@ -58,6 +64,7 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1; shift ;;
         --port) PORT=$2; shift 2 ;;
         --jobs) JOBS=$2; shift 2 ;;
+        --repeat) REPEAT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --bundle) BUNDLE=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -91,6 +98,7 @@ need dd coreutils
 if [ ${#missing[@]} -gt 0 ]; then
     die "missing tools; install them with: apt-get install -y $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
 fi
+case "$REPEAT" in ''|*[!0-9]*|0) die "--repeat takes a positive whole number" ;; esac
 [ "$BUILD" = 0 ] || command -v cargo >/dev/null 2>&1 || die "cargo not found (or pass --no-build)"
 
 SCALE=$(python3 -c 'import sys; s=float(sys.argv[1]); assert s>0; print(f"{s:g}")' "$SCALE") \
@@ -114,8 +122,13 @@ fi
 
 REG_PID=
 REG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/bundle-bench-reg.XXXXXX")
+STAGE_PID=
 cleanup() {
     local rc=$?
+    if [ -n "$STAGE_PID" ]; then
+        kill -TERM -- "-$STAGE_PID" 2>/dev/null || true
+        wait "$STAGE_PID" 2>/dev/null || true
+    fi
     if [ -n "$REG_PID" ]; then
         kill "$REG_PID" 2>/dev/null || true
         wait "$REG_PID" 2>/dev/null || true
@@ -197,25 +210,38 @@ if [ "$FRESH" = 1 ] || [ ! -f "$PROFILE_DIR/seeded.ok" ]; then
     t1=$(date +%s.%N)
     start_registry "$STORAGE"
     log "seeding $HOST with $(wc -l < "$PROFILE_DIR/gen/push.txt") tags (skopeo, $JOBS in parallel)"
-    export SEED_LAYOUT="$PROFILE_DIR/gen/layout" SEED_HOST="$HOST"
-    # shellcheck disable=SC2016
-    xargs -P "$JOBS" -L 1 bash -c '
+    export SEED_LAYOUT="$PROFILE_DIR/gen/layout" SEED_HOST="$HOST" SEED_PUSH="$PROFILE_DIR/gen/push.txt"
+    # One job per repository (its tags one after the other: concurrent pushes
+    # to one repository make this registry answer 500), repositories in
+    # parallel; each push retried twice.
+    awk '{ sub(/:[^:]*$/, "", $1); print $1 }' "$SEED_PUSH" | sort -u |
+    xargs -P "$JOBS" -n 1 bash -c '
         set -euo pipefail
-        ref=$0 mode=$1
-        case "$mode" in
-            oci) args=() ;;
-            v2s2) args=(--format v2s2) ;;
-            oci-all) args=(--all) ;;
-            v2s2-all) args=(--all --format v2s2) ;;
-            *) echo "bad mode $mode" >&2; exit 255 ;;
-        esac
-        skopeo copy -q --retry-times 3 --dest-tls-verify=false "${args[@]}" \
-            "oci:$SEED_LAYOUT:$ref" "docker://$SEED_HOST/$ref" || { echo "push failed: $ref" >&2; exit 255; }
-    ' < "$PROFILE_DIR/gen/push.txt"
+        repo=$0
+        awk -v r="$repo" "{ x = \$1; sub(/:[^:]*\$/, \"\", x) } x == r" "$SEED_PUSH" |
+        while read -r ref mode; do
+            case "$mode" in
+                oci) args=() ;;
+                v2s2) args=(--format v2s2) ;;
+                oci-all) args=(--all) ;;
+                v2s2-all) args=(--all --format v2s2) ;;
+                *) echo "bad mode $mode" >&2; exit 255 ;;
+            esac
+            for attempt in 1 2 3; do
+                if skopeo copy -q --retry-times 3 --dest-tls-verify=false "${args[@]}" \
+                    "oci:$SEED_LAYOUT:$ref" "docker://$SEED_HOST/$ref" < /dev/null; then
+                    continue 2
+                fi
+                echo "push of $ref failed (attempt $attempt)" >&2
+                sleep 1
+            done
+            exit 255
+        done
+    '
     t2=$(date +%s.%N)
     # Check that every tag answers with the digest we expect to see.
     pushed=0
-    while read -r ref mode; do
+    while read -r ref _; do
         code=$(curl -s -o /dev/null -w '%{http_code}' -I -H "Accept: $ACCEPT" \
             "http://$HOST/v2/${ref%:*}/manifests/${ref##*:}")
         [ "$code" = 200 ] || die "seeding: $ref answers $code"
@@ -237,6 +263,7 @@ log "$SEED_NOTE"
 
 # ------------------------------------------------------------------ the run
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 start_registry "$STORAGE"
 log "registry on $HOST (storage $STORAGE)"
 rm -rf "$WORK"
@@ -247,7 +274,7 @@ BLOBDIR="$STORAGE/docker/registry/v2/blobs"
 
 # What the registry holds: every blob file (layers, configs, manifests).
 find "$BLOBDIR" -type f -name data -print0 > "$WORK/blobfiles"
-CONTENT_BYTES=$(xargs -0 stat -c %s < "$WORK/blobfiles" | awk '{s+=$1} END{print s+0}')
+CONTENT_BYTES=$(xargs -0 stat -c %s < "$WORK/blobfiles" | awk '{s+=$1} END{printf "%d\n", s}')
 CONTENT_BLOBS=$(tr -cd '\0' < "$WORK/blobfiles" | wc -c)
 CONTENT_MB=$(awk "BEGIN{printf \"%.1f\", $CONTENT_BYTES/1048576}")
 log "registry content: $CONTENT_BLOBS blobs, $CONTENT_MB MiB"
@@ -255,28 +282,62 @@ log "registry content: $CONTENT_BLOBS blobs, $CONTENT_MB MiB"
 # Warm the page cache so every stage starts from the same state.
 xargs -0 cat < "$WORK/blobfiles" > /dev/null
 
-declare -A WALL RSS STATE
+declare -A WALL RSS CPU RCPU STATE WALLS CPUS RCPUS SEEN
+CLK_TCK=$(getconf CLK_TCK)
+# CPU ticks the registry has used so far (it serves (a), (b) and (e1)).
+reg_ticks() { awk '{ print $14 + $15 }' "/proc/$REG_PID/stat" 2>/dev/null || echo 0; }
 ORDER=()
+RUN=1
 
-# timed NAME COMMAND...: run under /usr/bin/time -v; records wall s and max RSS.
+# timed NAME COMMAND...: run under /usr/bin/time -v; records wall s, CPU s and
+# max RSS (for every run of a --repeat).
 timed() {
     local name=$1; shift
-    ORDER+=("$name")
-    log "stage $name"
-    if /usr/bin/time -v -o "$T/$name" "$@" > "$T/$name.out" 2> "$T/$name.err"; then
-        STATE[$name]=ok
-    else
+    local tf="$T/$name.$RUN" w c r
+    if [ -z "${SEEN[$name]:-}" ]; then
+        SEEN[$name]=1; ORDER+=("$name"); STATE[$name]=ok; WALLS[$name]=; CPUS[$name]=; RCPUS[$name]=; RSS[$name]=0
+    fi
+    log "stage $name (run $RUN/$REPEAT)"
+    # Start with nothing dirty on the work filesystem, so that no stage pays
+    # for the write-back of an earlier one's files (the seed layout is never
+    # synced by its pipeline; bundle create fsyncs its volumes).
+    sync -f "$WORK"
+    # In its own process group, waited for in the background so that a signal
+    # reaches our trap at once and the cleanup can end the whole stage.
+    local t0 t1
+    t0=$(reg_ticks)
+    setsid /usr/bin/time -v -o "$tf" "$@" > "$tf.out" 2> "$tf.err" &
+    STAGE_PID=$!
+    wait "$STAGE_PID"
+    local rc=$?
+    STAGE_PID=
+    t1=$(reg_ticks)
+    if [ "$rc" != 0 ]; then
         STATE[$name]=failed
         log "stage $name FAILED; last lines of its stderr:"
-        tail -5 "$T/$name.err" >&2 || true
+        tail -5 "$tf.err" >&2 || true
     fi
-    WALL[$name]=$(awk -F': ' '/Elapsed \(wall clock\)/ {
-        n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.2f", s }' "$T/$name")
-    RSS[$name]=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$T/$name")
+    w=$(awk -F': ' '/Elapsed \(wall clock\)/ {
+        n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.2f", s }' "$tf")
+    c=$(awk -F': ' '/(User|System) time \(seconds\)/ { s += $2 } END { printf "%.2f", s }' "$tf")
+    r=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$tf")
+    w=${w:-0} c=${c:-0} r=${r:-0}
+    WALLS[$name]+="$w "
+    CPUS[$name]+="$c "
+    RCPUS[$name]+="$(awk "BEGIN{printf \"%.2f\", ($t1 - $t0) / $CLK_TCK}") "
+    RSS[$name]=$(awk "BEGIN{printf \"%.1f\", ($r > ${RSS[$name]}) ? $r : ${RSS[$name]}}")
     [ "${STATE[$name]}" = ok ]
 }
 
-pending() { ORDER+=("$1"); STATE[$1]=pending; WALL[$1]=; RSS[$1]=; }
+pending() {
+    if [ -z "${SEEN[$1]:-}" ]; then SEEN[$1]=1; ORDER+=("$1"); fi
+    STATE[$1]=pending; WALLS[$1]=; CPUS[$1]=; RCPUS[$1]=; RSS[$1]=
+}
+
+median() { # median NUMBERS...
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) exit; if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 export HOST ACCEPT
 export JQ_TAGS='(.tags // [])[] | $r + ":" + .'
@@ -297,15 +358,45 @@ if [ "$BUNDLE_OK" = 1 ]; then
     fi
 fi
 
+# (e)'s URL list: one GET of every blob, blobs through /v2/<repo>/blobs/,
+# manifests through /v2/<repo>/manifests/ (a repository that links each, read
+# from the storage).
+python3 - "$STORAGE" "$HOST" > "$WORK/urls.cfg" <<'EOF'
+import os, sys
+storage, host = sys.argv[1], sys.argv[2]
+repos_root = os.path.join(storage, "docker/registry/v2/repositories")
+seen = {}
+for root, dirs, files in os.walk(repos_root):
+    rel = os.path.relpath(root, repos_root).split(os.sep)
+    for kind, endpoint in (("_layers", "blobs"), ("_manifests", "manifests")):
+        if kind in rel:
+            i = rel.index(kind)
+            want = ["sha256"] if kind == "_layers" else ["revisions", "sha256"]
+            if rel[i + 1:-1] == want and "link" in files:
+                repo = "/".join(rel[:i])
+                digest = "sha256:" + rel[-1]
+                seen.setdefault(digest, (repo, endpoint))
+for digest, (repo, endpoint) in sorted(seen.items()):
+    print(f'url = "http://{host}/v2/{repo}/{endpoint}/{digest}"')
+    print('output = "/dev/null"')
+EOF
+URLS=$(grep -c '^url' "$WORK/urls.cfg")
+export BLOBFILES="$WORK/blobfiles"
+DD_MB=$(( (CONTENT_BYTES + 1048575) / 1048576 ))
+GET_BAD=0
+
 set +e
+for RUN in $(seq "$REPEAT"); do
+if [ "$RUN" -gt 1 ]; then
+    rm -rf "$A_LAYOUT" "$B_OUT" "$WORK/refs.txt"
+    rm -f "$A_OUT"/*
+fi
 # (a) the seed pipeline, stage by stage
-# shellcheck disable=SC2016
 timed a1_enumerate bash -o pipefail -c '
     curl -sf "http://$HOST/v2/_catalog?n=1000" | jq -r ".repositories[]" |
     while read -r repo; do
         curl -sf "http://$HOST/v2/$repo/tags/list" | jq -r --arg r "$repo" "$JQ_TAGS"
     done > "$A_OUT/../refs.txt"'
-# shellcheck disable=SC2016
 timed a2_skopeo_copy bash -o pipefail -c '
     while read -r ref; do
         skopeo copy -q --all --src-tls-verify=false "docker://$HOST/$ref" "oci:$A_LAYOUT:$ref" < /dev/null || exit 1
@@ -336,39 +427,50 @@ else
 fi
 
 # (e) physical limits on the same bytes
-# One GET of every blob: one curl, one keep-alive connection. Blobs through
-# /v2/<repo>/blobs/, manifests through /v2/<repo>/manifests/ (a repository that
-# links each, read from the storage).
-python3 - "$STORAGE" "$HOST" > "$WORK/urls.cfg" <<'EOF'
-import os, sys
-storage, host = sys.argv[1], sys.argv[2]
-repos_root = os.path.join(storage, "docker/registry/v2/repositories")
-seen = {}
-for root, dirs, files in os.walk(repos_root):
-    rel = os.path.relpath(root, repos_root).split(os.sep)
-    for kind, endpoint in (("_layers", "blobs"), ("_manifests", "manifests")):
-        if kind in rel:
-            i = rel.index(kind)
-            want = ["sha256"] if kind == "_layers" else ["revisions", "sha256"]
-            if rel[i + 1:-1] == want and "link" in files:
-                repo = "/".join(rel[:i])
-                digest = "sha256:" + rel[-1]
-                seen.setdefault(digest, (repo, endpoint))
-for digest, (repo, endpoint) in sorted(seen.items()):
-    print(f'url = "http://{host}/v2/{repo}/{endpoint}/{digest}"')
-    print('output = "/dev/null"')
-EOF
-URLS=$(grep -c '^url' "$WORK/urls.cfg")
 timed e1_get_every_blob curl -s -H "Accept: $ACCEPT" -w '%{http_code}\n' -K "$WORK/urls.cfg"
-GET_BAD=$(grep -vc '^200$' "$T/e1_get_every_blob.out" || true)
-[ "$GET_BAD" = 0 ] || log "e1: $GET_BAD of $URLS GETs did not answer 200"
-export BLOBFILES="$WORK/blobfiles"
+bad=$(grep -vc '^200$' "$T/e1_get_every_blob.$RUN.out" || true)
+[ "$bad" = 0 ] || { log "e1: $bad of $URLS GETs did not answer 200"; STATE[e1_get_every_blob]=failed; GET_BAD=$bad; }
 timed e2_sha256_pass bash -o pipefail -c 'xargs -0 cat < "$BLOBFILES" | openssl sha256 > /dev/null'
 timed e3_zstd_pass bash -o pipefail -c 'xargs -0 cat < "$BLOBFILES" | zstd -q -T1 -1 -c > /dev/null'
-DD_MB=$(( (CONTENT_BYTES + 1048575) / 1048576 ))
 timed e4_write_fsync dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$DD_MB" conv=fsync status=none
 rm -f "$WORK/dd.bin"
+done
 set -e
+
+# Per run: the totals and the two ratios, to show the spread.
+nth() { local i=$1; shift; eval "echo \${$i:-}"; }
+PER_RUN=
+for ((i = 1; i <= REPEAT; i++)); do
+    at=0; ct=0
+    for n in "${ORDER[@]}"; do
+        # shellcheck disable=SC2086
+        w=$(nth "$i" ${WALLS[$n]})
+        [ -n "$w" ] || continue
+        case "$n" in
+            a*) at=$(awk "BEGIN{print $at + $w}") ;;
+            c*) ct=$(awk "BEGIN{print $ct + $w}") ;;
+        esac
+    done
+    # shellcheck disable=SC2086
+    bw=$(nth "$i" ${WALLS[b_bundle_create]:-})
+    # shellcheck disable=SC2086
+    dw=$(nth "$i" ${WALLS[d_bundle_verify]:-})
+    PER_RUN+="- run $i: seed pipeline $at s, bundle create ${bw:-pending} s"
+    [ -n "$bw" ] && PER_RUN+=" ($(awk "BEGIN{printf \"%.3f\", $bw / $at}")×)"
+    PER_RUN+="; shallow check $ct s, bundle verify ${dw:-pending} s"
+    [ -n "$dw" ] && PER_RUN+=" ($(awk "BEGIN{printf \"%.3f\", $dw / $ct}")×)"
+    PER_RUN+=$'\n'
+done
+
+# Each stage: median wall and CPU over the runs, largest RSS.
+for n in "${ORDER[@]}"; do
+    # shellcheck disable=SC2086
+    WALL[$n]=$(median ${WALLS[$n]})
+    # shellcheck disable=SC2086
+    CPU[$n]=$(median ${CPUS[$n]})
+    # shellcheck disable=SC2086
+    RCPU[$n]=$(median ${RCPUS[$n]})
+done
 
 # ------------------------------------------------------------------ digests
 
@@ -433,6 +535,14 @@ sum_of() { # sum_of PREFIX: total wall of the ok stages starting with PREFIX, or
     done
     printf '%.2f' "$s"
 }
+cpu_of() { # cpu_of PREFIX [rcpu]: total CPU s of the stages starting with PREFIX
+    local s=0 n v
+    for n in "${ORDER[@]}"; do
+        if [ "${2:-}" = rcpu ]; then v=${RCPU[$n]:-}; else v=${CPU[$n]:-}; fi
+        case "$n" in "$1"*) [ -n "$v" ] && s=$(awk "BEGIN{print $s + $v}") ;; esac
+    done
+    printf '%.2f' "$s"
+}
 max_of() {
     local m=0 n
     for n in "${ORDER[@]}"; do
@@ -440,8 +550,9 @@ max_of() {
     done
     printf '%.1f' "$m"
 }
-ratio() { # ratio NUM DEN
-    case "$1$2" in *[!0-9.]*|'') echo "pending"; return ;; esac
+ratio() { # ratio NUM DEN: NUM/DEN, or why there is none (pending, failed)
+    case "$1" in ''|*[!0-9.]*) echo "${1:-pending}"; return ;; esac
+    case "$2" in ''|*[!0-9.]*) echo "${2:-pending}"; return ;; esac
     awk "BEGIN{ if ($2 > 0) printf \"%.3f\", $1 / $2; else print \"n/a\" }"
 }
 mbps() {
@@ -451,7 +562,7 @@ mbps() {
 cell() { # cell NAME FIELD
     local n=$1
     case "${STATE[$n]}" in
-        ok) if [ "$2" = wall ]; then echo "${WALL[$n]}"; else echo "${RSS[$n]}"; fi ;;
+        ok) case "$2" in wall) echo "${WALL[$n]}" ;; cpu) echo "${CPU[$n]}" ;; rcpu) echo "${RCPU[$n]}" ;; *) echo "${RSS[$n]}" ;; esac ;;
         *) echo "${STATE[$n]}" ;;
     esac
 }
@@ -482,30 +593,31 @@ declare -A LABEL=(
     [e4_write_fsync]="(e) one write of the same size (dd conv=fsync)"
 )
 
-row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
+row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@"; }
 {
-    echo "| stage | wall s | max RSS MiB | ratio bundle/baseline | MiB/s of content |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| stage | wall s | max RSS MiB | ratio bundle/baseline | MiB/s of content | CPU s (user+sys) | registry CPU s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     for n in "${ORDER[@]}"; do
         case "$n" in
-            b_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "**$CREATE_RATIO** (target ≤ 0.3)" "$(mbps "$B_WALL")" ;;
-            d_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "**$VERIFY_RATIO** (target ≤ 0.5)" "$(mbps "$D_WALL")" ;;
-            *) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "" "$(mbps "$(cell "$n" wall)")" ;;
+            b_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "**$CREATE_RATIO** (target ≤ 0.3)" "$(mbps "$B_WALL")" "$(cell "$n" cpu)" "$(cell "$n" rcpu)" ;;
+            d_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "**$VERIFY_RATIO** (target ≤ 0.5)" "$(mbps "$D_WALL")" "$(cell "$n" cpu)" "$(cell "$n" rcpu)" ;;
+            a1_*|a5_*|a6_*|c1_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "" "" "$(cell "$n" cpu)" "$(cell "$n" rcpu)" ;;
+            *) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "" "$(mbps "$(cell "$n" wall)")" "$(cell "$n" cpu)" "$(cell "$n" rcpu)" ;;
         esac
         case "$n" in
-            a6_*) row "**(a) seed pipeline, total**" "**$A_TOTAL**" "$(max_of a)" "" "$(mbps "$A_TOTAL")" ;;
-            c3_*) row "**(c) standard-tools shallow check, total**" "**$C_TOTAL**" "$(max_of c)" "" "$(mbps "$C_TOTAL")" ;;
-            e4_*) row "(e) sum of the physical passes" "$E_TOTAL" "$(max_of e)" "" "$(mbps "$E_TOTAL")" ;;
+            a6_*) row "**(a) seed pipeline, total**" "**$A_TOTAL**" "$(max_of a)" "" "$(mbps "$A_TOTAL")" "$(cpu_of a)" "$(cpu_of a rcpu)" ;;
+            c3_*) row "**(c) standard-tools shallow check, total**" "**$C_TOTAL**" "$(max_of c)" "" "$(mbps "$C_TOTAL")" "$(cpu_of c)" "$(cpu_of c rcpu)" ;;
+            e4_*) row "(e) sum of the physical passes" "$E_TOTAL" "$(max_of e)" "" "$(mbps "$E_TOTAL")" "$(cpu_of e)" "$(cpu_of e rcpu)" ;;
         esac
     done
 } > "$WORK/table.md"
 
 target() { # target VALUE LIMIT
-    case "$1" in ''|*[!0-9.]*) echo "pending"; return ;; esac
+    case "$1" in ''|*[!0-9.]*) echo "${1:-pending}"; return ;; esac
     awk "BEGIN{ print ($1 <= $2) ? \"met\" : \"NOT met\" }"
 }
-B_RSS=$( [ "${STATE[b_bundle_create]}" = ok ] && echo "${RSS[b_bundle_create]}" || echo pending)
-D_RSS=$( [ "${STATE[d_bundle_verify]}" = ok ] && echo "${RSS[d_bundle_verify]}" || echo pending)
+B_RSS=$( [ "${STATE[b_bundle_create]}" = ok ] && echo "${RSS[b_bundle_create]}" || echo "${STATE[b_bundle_create]}")
+D_RSS=$( [ "${STATE[d_bundle_verify]}" = ok ] && echo "${RSS[d_bundle_verify]}" || echo "${STATE[d_bundle_verify]}")
 
 profile_line=$(python3 - "$PROFILE_DIR/profile.json" <<'EOF'
 import json, sys
@@ -527,7 +639,7 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     echo "## Machine"
     echo
     echo "- nproc: $(nproc); CPU: ${cpu_model:-unknown}; memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-    echo "- kernel: $(uname -sr)"
+    echo "- kernel: $(uname -sr); load average before the stages: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- $(skopeo --version); zstd $(zstd -V | grep -o 'v[0-9.]*' | head -1); $(/usr/bin/docker-registry --version 2>&1 | head -1)"
     echo "- minisign $(minisign -v 2>&1 | awk '{print $2}'); $(openssl version | cut -d' ' -f1-2); curl $(curl -V | head -1 | cut -d' ' -f2)"
     echo "- bundle: $( [ "$BUNDLE_OK" = 1 ] && ("$BUNDLE" --version 2>/dev/null || echo "$BUNDLE") || echo "not measured: $BUNDLE_NOTE") (git $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ', src modified'))"
@@ -535,7 +647,7 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     echo "## Data"
     echo
     echo "- profile v$PROFILE_VERSION at scale $SCALE: $profile_line"
-    echo "- registry content: $CONTENT_BLOBS blobs (layers, configs, manifests), $CONTENT_MB MiB; $URLS distinct digests fetched in (e)"
+    echo "- registry content: $CONTENT_BLOBS blobs (layers, configs, manifests), $CONTENT_MB MiB; $URLS distinct digests fetched in (e)$( [ "$GET_BAD" = 0 ] || echo ", $GET_BAD of them NOT answering 200")"
     echo "- $SEED_NOTE"
     echo
     echo "## Results"
@@ -548,7 +660,13 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     echo
     echo "Disk: seed pipeline OCI layout $A_LAYOUT_MB MiB + volumes $A_VOL_MB MiB; bundle output $B_VOL_MB MiB."
     echo
-    echo "Wall and max RSS from \`/usr/bin/time -v\`; for a pipeline the RSS is the largest single process, not the sum. Page cache warm (the registry's blobs are read once before the stages); bundle create fsyncs its volumes, so (a) ends with \`sync\` of its volumes too."
+    echo "Stages run $REPEAT time(s); the table gives each stage's median wall and CPU time and its largest RSS."
+    echo
+    printf '%s' "$PER_RUN"
+    echo
+    echo "Whole run (build, seeding if any, all stages): $(( $(date +%s) - RUN_START )) s."
+    echo
+    echo "Wall, max RSS and CPU from \`/usr/bin/time -v\`; for a pipeline the RSS is the largest single process, not the sum; registry CPU is what the registry process used during the stage (from /proc). Page cache warm (the registry's blobs are read once before the stages); \`sync -f\` of the work filesystem (untimed) before every stage; bundle create fsyncs its volumes, so (a) ends with \`sync\` of its volumes too."
 } > "$RESULTS_DIR/latest.md"
 cp "$RESULTS_DIR/latest.md" "$RESULTS_DIR/scale-$SCALE.md"
 

@@ -23,7 +23,7 @@ fn corpus(target: &str) -> Vec<PathBuf> {
 }
 
 /// Runs `check` on every seed of `target` and names each one that panics.
-fn replay(target: &str, check: fn(&[u8])) {
+fn replay(target: &str, check: checks::Check) {
     let files = corpus(target);
     assert!(!files.is_empty(), "fuzz/corpus/{target} has no seeds");
     let failed: Vec<String> = files
@@ -51,6 +51,24 @@ fn bundle_json_corpus() {
 #[test]
 fn volume_reader_corpus() {
     replay("volume_reader", checks::volume_reader);
+}
+
+/// The `volume_reader` seeds as the current writer makes them (the corpus
+/// files are a snapshot of the same list): the clean ones read clean, every
+/// other one is reported, and `-rehashed` ones get past the volume hash.
+#[test]
+fn volume_reader_fixture_seeds() {
+    for (name, data) in checks::volume_reader_seeds() {
+        let outcome = checks::volume_reader_outcome(&data).expect("seeds are not empty");
+        let clean = name.contains("clean");
+        assert_eq!(outcome.changed, !clean, "{name}: {outcome:?}");
+        assert_eq!(outcome.problems == 0, clean, "{name}: {outcome:?}");
+        assert_eq!(
+            outcome.rehashed,
+            name.ends_with("-rehashed"),
+            "{name}: {outcome:?}"
+        );
+    }
 }
 
 #[test]
