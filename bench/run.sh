@@ -414,6 +414,12 @@ else
     pending b_bundle_create
 fi
 
+# (c) and (d) read media as just plugged in: neither output in the page
+# cache (bundle create already leaves its volumes out of it; the seed
+# pipeline's stay cached unless evicted). Untimed.
+evict() { for f in "$@"; do [ -f "$f" ] && dd if="$f" iflag=nocache count=0 status=none; done; }
+evict "$A_OUT"/images.tar.zst.* "$B_OUT"/images.tar.zst.*
+
 # (c) the standard tools' shallow check of (a)'s output
 timed c1_minisign_verify bash -c 'cd "$A_OUT" && minisign -Vm SHA256SUMS -p "$0"' "$WORK/keys/seed.pub"
 timed c2_sha256sum_check bash -c 'cd "$A_OUT" && sha256sum -c --quiet SHA256SUMS'
@@ -666,7 +672,7 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     echo
     echo "Whole run (build, seeding if any, all stages): $(( $(date +%s) - RUN_START )) s."
     echo
-    echo "Wall, max RSS and CPU from \`/usr/bin/time -v\`; for a pipeline the RSS is the largest single process, not the sum; registry CPU is what the registry process used during the stage (from /proc). Page cache warm (the registry's blobs are read once before the stages); \`sync -f\` of the work filesystem (untimed) before every stage; bundle create fsyncs its volumes, so (a) ends with \`sync\` of its volumes too."
+    echo "Wall, max RSS and CPU from \`/usr/bin/time -v\`; for a pipeline the RSS is the largest single process, not the sum; registry CPU is what the registry process used during the stage (from /proc). Page cache warm for the registry's blobs (read once before the stages); both outputs evicted from it before (c) and (d), as media just plugged in; \`sync -f\` of the work filesystem (untimed) before every stage; bundle create fsyncs its volumes, so (a) ends with \`sync\` of its volumes too."
 } > "$RESULTS_DIR/latest.md"
 cp "$RESULTS_DIR/latest.md" "$RESULTS_DIR/scale-$SCALE.md"
 

@@ -54,10 +54,15 @@ impl SourceSpec {
     /// How bundle.json names the source.
     pub fn describe(&self) -> String {
         match self {
-            SourceSpec::Registry(h) => format!("docker://{h}"),
+            SourceSpec::Registry(h) => format!("docker://{}", bare_host(h)),
             SourceSpec::Layout(d) => format!("oci:{}", d.display()),
         }
     }
+}
+
+/// `host[:port]` without an `http://` or `https://` prefix.
+pub fn bare_host(host: &str) -> &str {
+    host.split_once("://").map_or(host, |(_, rest)| rest)
 }
 
 /// `--include` / `--exclude` patterns and `--platform` filters.
@@ -396,7 +401,7 @@ pub async fn plan(
         plan.images.push(PlannedImage {
             reference: w.ref_name(),
             source: match source {
-                SourceSpec::Registry(h) => format!("{h}/{}", w.ref_name()),
+                SourceSpec::Registry(h) => format!("{}/{}", bare_host(h), w.ref_name()),
                 SourceSpec::Layout(d) => format!("oci:{}:{}", d.display(), w.ref_name()),
             },
             top: tree.top,

@@ -21,6 +21,9 @@ use crate::manifest::{Volume, volume_name};
 pub const MIN_VOLUME_SIZE: u64 = 64 * 1024;
 /// A piece of a spanning entry is not started in less room than this.
 const MIN_PIECE: u64 = 4096;
+/// Write buffer: zstd hands out ~128 KiB at a time, which then goes straight
+/// to the kernel instead of through another copy; small frames are gathered.
+const BUF_SIZE: usize = 128 * 1024;
 /// Input buffer for the compressor.
 const IN_BUF: usize = 256 * 1024;
 
@@ -123,7 +126,10 @@ impl OpenVolume {
             .get_ref()
             .try_clone()
             .map_err(|e| self.io_err(e))?;
-        self.flushing = Some(std::thread::spawn(move || file.sync_data()));
+        self.flushing = Some(std::thread::spawn(move || {
+            file.sync_data()?;
+            drop_cached(&file)
+        }));
         self.unflushed = 0;
         Ok(())
     }
@@ -308,7 +314,7 @@ impl VolumeWriter {
         self.current = Some(OpenVolume {
             index,
             path,
-            file: BufWriter::with_capacity(1 << 20, file),
+            file: BufWriter::with_capacity(BUF_SIZE, file),
             hasher: Hasher::new(),
             tar_offset: self.tar_pos,
             unflushed: 0,
@@ -329,6 +335,7 @@ impl VolumeWriter {
         };
         let file = vol.file.into_inner().map_err(|e| io_err(e.into_error()))?;
         file.sync_all().map_err(io_err)?;
+        drop_cached(&file).map_err(io_err)?;
         self.closed.push(Volume {
             name: volume_name(vol.index),
             size: vol.hasher.len(),
@@ -338,6 +345,13 @@ impl VolumeWriter {
         });
         Ok(())
     }
+}
+
+/// Tells the kernel the file's pages written so far will not be read again
+/// here (volumes go to other media), so writing gigabytes does not push
+/// useful data out of the page cache. Only clean pages are dropped.
+fn drop_cached(file: &File) -> io::Result<()> {
+    rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed).map_err(io::Error::from)
 }
 
 fn emit(vol: &mut OpenVolume, bytes: &[u8]) -> Result<(), WriteError> {

@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     };
     if let (SourceSpec::Registry(host), Some(list)) = (&spec, &images) {
-        let bare = host.split("://").last().unwrap_or(host);
+        let bare = source::bare_host(host);
         if let Some(other) = list
             .iter()
             .find(|r| r.host.as_deref().is_some_and(|h| h != bare))
