@@ -323,3 +323,31 @@ impl TakeBytes for std::io::Repeat {
         std::io::Read::take(self, n)
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Any set of blobs at any volume size round-trips, and no volume exceeds the limit.
+    #[test]
+    fn any_blobs_any_volume_size_round_trip(
+        sizes in proptest::collection::vec(0usize..200_000, 0..6),
+        volume_size in 65_536u64..400_000,
+        seed in 0u64..1000,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut blobs = random_blobs(seed, &sizes);
+        blobs.sort();
+        blobs.dedup();
+        let m = write_set(dir.path(), volume_size, &blobs);
+        for (i, v) in m.volumes.iter().enumerate() {
+            let len = std::fs::metadata(volume_path(dir.path(), i)).unwrap().len();
+            proptest::prop_assert_eq!(len, v.size);
+            proptest::prop_assert!(len <= volume_size);
+        }
+        let (report, sink) = read(&m, dir.path());
+        proptest::prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
+        for b in &blobs {
+            proptest::prop_assert_eq!(&sink.good[&Digest::of(b)], b);
+        }
+    }
+}
