@@ -272,3 +272,22 @@ fn the_demo_key_is_warned_about() {
         text(&v)
     );
 }
+
+#[test]
+fn volumes_on_other_media_are_found_with_volumes_from() {
+    let fx = fixture();
+    let dir = fx.copy("split-media");
+    let second_medium = fx.root.join("dvd2");
+    std::fs::create_dir_all(&second_medium).unwrap();
+    let vols = volumes(&dir);
+    for v in &vols[vols.len() / 2..] {
+        std::fs::rename(v, second_medium.join(name(v))).unwrap();
+    }
+    fx.expect_bad(&dir, &["volume is missing"]);
+    let out = verify(
+        &dir,
+        &fx.keys.public,
+        &["--volumes-from", second_medium.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
