@@ -84,9 +84,12 @@ pub struct CreateReport {
     pub manifest_digest: Digest,
 }
 
-/// Refuses an output directory that already holds bundle files.
-pub fn prepare_out_dir(out: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+/// Refuses an output directory that already holds bundle files (checked
+/// before any network work; the directory is created when writing starts).
+pub fn check_out_dir(out: &Path) -> anyhow::Result<()> {
+    if !out.exists() {
+        return Ok(());
+    }
     for entry in fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
         let name = entry?.file_name().to_string_lossy().into_owned();
         if name == manifest::FILE_NAME
@@ -119,6 +122,8 @@ pub async fn write_bundle(
         images: plan.images.len(),
         bytes: plan.total_bytes() + (oci::OCI_LAYOUT_FILE.len() + index_json.len()) as u64,
     });
+    check_out_dir(&opts.out)?;
+    fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let (job_tx, job_rx) = mpsc::channel::<Job>(JOBS_AHEAD);
     let writer = {
         let (out, size, level, progress) = (

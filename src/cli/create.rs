@@ -101,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if let (SourceSpec::Layout(_), Some(_)) = (&spec, &images) {
         bail!("--images selects from a registry; use --include with an oci: source");
     }
-    create::prepare_out_dir(&args.out)?;
+    create::check_out_dir(&args.out)?;
 
     let show = !args.json && std::io::stderr().is_terminal();
     let bar = if show {
