@@ -10,7 +10,8 @@
 //!   reader shared by verify, extract and push.
 //! - [`manifest`]: bundle.json types and canonical bytes.
 //! - [`sign`]: minisign-compatible ed25519 keys and signatures.
-//! - [`create`] and [`verify`]: the two halves of the product.
+//! - [`create`] and [`verify`]: the two halves of the product; [`extract`]
+//!   writes a verified OCI layout.
 //! - [`cli`]: argument parsing, progress, human and `--json` output, exit codes.
 //! - [`digest`], [`oci`]: content digests and OCI descriptor walking.
 
@@ -18,6 +19,7 @@ pub mod archive;
 pub mod cli;
 pub mod create;
 pub mod digest;
+pub mod extract;
 pub mod files;
 pub mod manifest;
 pub mod oci;

@@ -159,6 +159,19 @@ pub fn verify(
     quick: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<VerifyReport> {
+    verify_into(dirs, key, quick, progress, None)
+}
+
+/// Like [`verify`], also handing every entry to `also` as it streams (extract
+/// writes them out): the same checks, in one read of each volume. `also` is
+/// told which entries verified; whether the whole bundle did is in the report.
+pub fn verify_into<'a>(
+    dirs: &[PathBuf],
+    key: &PublicKey,
+    quick: bool,
+    progress: &'a mut dyn FnMut(u64, u64),
+    also: Option<&'a mut dyn Sink>,
+) -> anyhow::Result<VerifyReport> {
     let dir = &dirs[0];
     let mut report = VerifyReport {
         bundle: dir.clone(),
@@ -179,7 +192,7 @@ pub fn verify(
     check_sums_file(dir, &m, &mut report);
 
     let total: u64 = m.volumes.iter().map(|v| v.size).sum();
-    let mut sink = VerifySink::new(&m, progress, total);
+    let mut sink = VerifySink::new(&m, progress, total, also);
     let read = if quick {
         reader::read_bundle(&m, dirs, false, &mut CheckOnly)?
     } else {
@@ -279,6 +292,7 @@ struct Graph {
 const MAX_INDEX_JSON: usize = 64 << 20;
 
 struct VerifySink<'a> {
+    also: Option<&'a mut dyn Sink>,
     graph: Graph,
     buffer: Vec<u8>,
     keep: bool,
@@ -291,7 +305,12 @@ struct VerifySink<'a> {
 }
 
 impl<'a> VerifySink<'a> {
-    fn new(m: &BundleManifest, progress: &'a mut dyn FnMut(u64, u64), total: u64) -> Self {
+    fn new(
+        m: &BundleManifest,
+        progress: &'a mut dyn FnMut(u64, u64),
+        total: u64,
+        also: Option<&'a mut dyn Sink>,
+    ) -> Self {
         let position = m
             .entries
             .iter()
@@ -299,6 +318,7 @@ impl<'a> VerifySink<'a> {
             .map(|(i, e)| (e.digest, i))
             .collect();
         VerifySink {
+            also,
             graph: Graph::default(),
             buffer: Vec::new(),
             keep: false,
@@ -317,6 +337,9 @@ impl<'a> VerifySink<'a> {
 
 impl Sink for VerifySink<'_> {
     fn start(&mut self, e: &Entry) -> anyhow::Result<()> {
+        if let Some(also) = self.also.as_mut() {
+            also.start(e)?;
+        }
         self.buffer.clear();
         self.overflow = false;
         self.keep = e.kind == EntryKind::Index
@@ -330,6 +353,9 @@ impl Sink for VerifySink<'_> {
     }
 
     fn data(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        if let Some(also) = self.also.as_mut() {
+            also.data(bytes)?;
+        }
         if self.keep {
             if self.overflow || self.buffer.len() + bytes.len() > self.cap {
                 self.overflow = true;
@@ -342,6 +368,9 @@ impl Sink for VerifySink<'_> {
     }
 
     fn end(&mut self, e: &Entry, verified: bool) -> anyhow::Result<()> {
+        if let Some(also) = self.also.as_mut() {
+            also.end(e, verified)?;
+        }
         if !verified {
             return Ok(());
         }

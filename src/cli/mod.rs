@@ -3,6 +3,7 @@
 //! this is the only place that prints.
 
 mod create;
+mod extract;
 mod keygen;
 mod list;
 mod options;
@@ -41,6 +42,8 @@ enum Command {
     Verify(verify::Args),
     /// Show the images and volumes a bundle holds, from its signed manifest.
     List(list::Args),
+    /// Verify a bundle and write its images into an OCI layout (for skopeo, oc, podman).
+    Extract(extract::Args),
 }
 
 /// Runs the command line and maps the outcome to an exit code.
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Create(args) => create::run(*args),
         Command::Verify(args) => verify::run(args),
         Command::List(args) => list::run(args),
+        Command::Extract(args) => extract::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

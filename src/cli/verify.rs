@@ -30,16 +30,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let key = PublicKey::from_file(&args.pubkey)?;
-    if key.is_demo() {
-        eprintln!(
-            "WARNING: the trusted key {} is the DEMO key from this repository.",
-            key.key_id()
-        );
-        eprintln!(
-            "WARNING: its secret key is public: anyone can sign a bundle that passes this check."
-        );
-        eprintln!("WARNING: make your own with `bundle keygen` and trust only that one.");
-    }
+    warn_demo_key(&key);
     let dirs: Vec<PathBuf> = std::iter::once(args.dir.clone())
         .chain(args.volumes_from.clone())
         .collect();
@@ -75,7 +66,22 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     })
 }
 
-fn print_human(r: &VerifyReport) {
+/// Warns loudly when the trusted key is the repository's demo key.
+pub(super) fn warn_demo_key(key: &PublicKey) {
+    if key.is_demo() {
+        eprintln!(
+            "WARNING: the trusted key {} is the DEMO key from this repository.",
+            key.key_id()
+        );
+        eprintln!(
+            "WARNING: its secret key is public: anyone can sign a bundle that passes this check."
+        );
+        eprintln!("WARNING: make your own with `bundle keygen` and trust only that one.");
+    }
+}
+
+/// The human form of a verify report.
+pub(super) fn print_human(r: &VerifyReport) {
     if let (Some(id), Some(created), Some(source)) = (&r.bundle_id, &r.created, &r.source) {
         println!(
             "bundle {id}, created {created} from {source}, signed by key {}",

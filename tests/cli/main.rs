@@ -7,6 +7,7 @@
 mod boundaries;
 mod common;
 mod create;
+mod extract;
 mod failures;
 mod list;
 mod roundtrip;

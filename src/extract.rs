@@ -1,0 +1,281 @@
+//! `bundle extract`: a verified OCI image layout on disk.
+//!
+//! Entries are checked by the same reader and the same checks as `verify`, in
+//! one read of each volume. Each blob is written to a temporary name and
+//! renamed to `blobs/sha256/<hex>` only when its size and digest match; paths
+//! come from digests, never from the archive, and nothing is opened through a
+//! symbolic link. `index.json` is written last, and only when the whole bundle
+//! verified: until then no tool sees a layout. Extracting into an existing
+//! layout adds to it; an existing file that differs is never replaced.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::archive::reader::Sink;
+use crate::digest::{Digest, Hasher};
+use crate::files::write_atomic;
+use crate::manifest::{Entry, EntryKind};
+use crate::oci::{self, LayoutIndex};
+use crate::sign::PublicKey;
+use crate::verify::{self, VerifyReport};
+
+/// What an extract did.
+#[derive(Debug, Serialize)]
+pub struct ExtractReport {
+    /// The checks, as `verify` reports them.
+    pub verify: VerifyReport,
+    /// The layout directory.
+    pub layout: PathBuf,
+    /// Blobs written.
+    pub blobs_written: usize,
+    /// Blobs the layout already had, byte for byte.
+    pub blobs_present: usize,
+    /// Images added to the layout's index.json.
+    pub images_added: usize,
+    /// Whether index.json was written (only when everything verified).
+    pub published: bool,
+}
+
+/// Verifies the bundle in `dirs[0]` and writes its images into the OCI layout `layout`.
+pub fn extract(
+    dirs: &[PathBuf],
+    key: &PublicKey,
+    layout: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> anyhow::Result<ExtractReport> {
+    let blobs_dir = prepare_layout(layout)?;
+    let mut sink = LayoutSink {
+        blobs_dir,
+        current: None,
+        small: Vec::new(),
+        index: None,
+        written: 0,
+        present: 0,
+    };
+    let report = verify::verify_into(dirs, key, false, progress, Some(&mut sink));
+    sink.discard_current();
+    let report = report?;
+    let mut out = ExtractReport {
+        layout: layout.to_owned(),
+        blobs_written: sink.written,
+        blobs_present: sink.present,
+        images_added: 0,
+        published: false,
+        verify: report,
+    };
+    if !out.verify.ok() {
+        return Ok(out);
+    }
+    let index = sink.index.context("index.json verified but was not kept")?;
+    out.images_added = publish_index(layout, &index)?;
+    out.published = true;
+    Ok(out)
+}
+
+/// Checks (or makes) the layout's directories: real directories, never links.
+fn prepare_layout(layout: &Path) -> anyhow::Result<PathBuf> {
+    for dir in [
+        layout.to_owned(),
+        layout.join("blobs"),
+        layout.join("blobs/sha256"),
+    ] {
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                bail!(
+                    "{} is a symbolic link; extract writes only into real directories",
+                    dir.display()
+                )
+            }
+            Ok(m) if !m.is_dir() => bail!("{} exists and is not a directory", dir.display()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?
+            }
+            Err(e) => return Err(e).with_context(|| format!("examining {}", dir.display())),
+        }
+    }
+    for file in ["oci-layout", "index.json"] {
+        let path = layout.join(file);
+        if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+            bail!("{} exists and is not a regular file", path.display());
+        }
+    }
+    Ok(layout.join("blobs/sha256"))
+}
+
+/// Adds the bundle's images to the layout's index.json (written last,
+/// atomically). An existing index.json is kept as it is, unknown fields
+/// included; entries are only added.
+fn publish_index(layout: &Path, bundle_index: &[u8]) -> anyhow::Result<usize> {
+    let ours: LayoutIndex =
+        serde_json::from_slice(bundle_index).context("reading the bundle's index.json")?;
+    let index_path = layout.join("index.json");
+    let mut merged: serde_json::Value = if index_path.exists() {
+        let bytes = crate::files::read_capped(&index_path, 64 << 20)?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {}", index_path.display()))?
+    } else {
+        serde_json::json!({"schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": []})
+    };
+    let Some(entries) = merged.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
+        bail!("{} has no manifests list", index_path.display());
+    };
+    let existing: BTreeMap<String, String> = entries
+        .iter()
+        .map(|d| {
+            (
+                d["annotations"][oci::REF_NAME]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                d["digest"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let mut added = 0;
+    for d in ours.manifests {
+        let name = d
+            .annotations
+            .get(oci::REF_NAME)
+            .cloned()
+            .unwrap_or_default();
+        match existing.get(&name) {
+            Some(digest) if *digest == d.digest.to_string() => {}
+            Some(digest) => bail!(
+                "{} already names {name} as {digest}; the bundle has {}: not replaced (extract into another directory)",
+                index_path.display(),
+                d.digest
+            ),
+            None => {
+                entries.push(serde_json::to_value(&d)?);
+                added += 1;
+            }
+        }
+    }
+    let layout_file = layout.join("oci-layout");
+    if layout_file.exists() {
+        let bytes = crate::files::read_capped(&layout_file, 4096)?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {}", layout_file.display()))?;
+        if v["imageLayoutVersion"] != "1.0.0" {
+            bail!("{} is not an OCI image layout 1.0.0", layout_file.display());
+        }
+    } else {
+        write_atomic(layout, "oci-layout", oci::OCI_LAYOUT_FILE)?;
+    }
+    write_atomic(layout, "index.json", &serde_json::to_vec(&merged)?)?;
+    Ok(added)
+}
+
+/// Writes blobs as they stream; renames each only once it verified.
+struct LayoutSink {
+    blobs_dir: PathBuf,
+    current: Option<(BufWriter<File>, PathBuf)>,
+    small: Vec<u8>,
+    index: Option<Vec<u8>>,
+    written: usize,
+    present: usize,
+}
+
+impl LayoutSink {
+    fn discard_current(&mut self) {
+        if let Some((_, tmp)) = self.current.take() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+
+    /// Moves a verified blob into place, unless the layout has it already.
+    fn finish_blob(&mut self, file: BufWriter<File>, tmp: &Path, e: &Entry) -> anyhow::Result<()> {
+        let file = file.into_inner().map_err(|err| err.into_error())?;
+        file.sync_all()?;
+        let target = self.blobs_dir.join(e.digest.hex());
+        match fs::symlink_metadata(&target) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                fs::rename(tmp, &target).with_context(|| {
+                    format!("renaming {} to {}", tmp.display(), target.display())
+                })?;
+                self.written += 1;
+                Ok(())
+            }
+            Ok(m) if m.is_file() && m.len() == e.size && file_digest(&target)? == e.digest => {
+                fs::remove_file(tmp)?;
+                self.present += 1;
+                Ok(())
+            }
+            _ => {
+                fs::remove_file(tmp)?;
+                bail!(
+                    "{} exists and is not blob {}: not replaced",
+                    target.display(),
+                    e.digest
+                )
+            }
+        }
+    }
+}
+
+impl Sink for LayoutSink {
+    fn start(&mut self, e: &Entry) -> anyhow::Result<()> {
+        self.discard_current();
+        self.small.clear();
+        if e.kind == EntryKind::Blob {
+            let tmp = self.blobs_dir.join(format!(".tmp-{}", e.digest.hex()));
+            // A leftover of an interrupted run; remove_file removes a link, never its target.
+            let _ = fs::remove_file(&tmp);
+            let file = File::options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            self.current = Some((BufWriter::with_capacity(256 * 1024, file), tmp));
+        }
+        Ok(())
+    }
+
+    fn data(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        match self.current.as_mut() {
+            Some((file, tmp)) => file
+                .write_all(bytes)
+                .with_context(|| format!("writing {}", tmp.display())),
+            None => {
+                // oci-layout and index.json: small, checked by size in bundle.json.
+                self.small.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn end(&mut self, e: &Entry, verified: bool) -> anyhow::Result<()> {
+        match (e.kind, self.current.take()) {
+            (EntryKind::Blob, Some((file, tmp))) if verified => self.finish_blob(file, &tmp, e),
+            (EntryKind::Blob, Some((_, tmp))) => {
+                fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))
+            }
+            (EntryKind::Index, _) if verified => {
+                self.index = Some(std::mem::take(&mut self.small));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn file_digest(path: &Path) -> anyhow::Result<Digest> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
