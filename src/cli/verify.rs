@@ -1,9 +1,6 @@
 //! `bundle verify`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::sign::PublicKey;
@@ -34,19 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let dirs: Vec<PathBuf> = std::iter::once(args.dir.clone())
         .chain(args.volumes_from.clone())
         .collect();
-    let show = !args.json && std::io::stderr().is_terminal();
-    let bar = if show {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
+    let bar = super::reading_bar(args.json);
     let mut progress = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);
