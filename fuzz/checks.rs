@@ -137,13 +137,9 @@ fn write_fixture(blobs: &[Vec<u8>]) -> Fixture {
     let volume_size = MIN_VOLUME_SIZE;
     let mut w = VolumeWriter::new(dir.path(), volume_size, 3).expect("opening the writer");
     let mut entries = vec![];
-    let mut add = |w: &mut VolumeWriter, kind, bytes: &[u8]| {
+    let mut add = |w: &mut VolumeWriter, kind: EntryKind, bytes: &[u8]| {
         let digest = Digest::of(bytes);
-        let path = match kind {
-            EntryKind::OciLayout => "oci-layout".to_owned(),
-            EntryKind::Index => "index.json".to_owned(),
-            EntryKind::Blob => digest.layout_path(),
-        };
+        let path = kind.path(&digest);
         let p = w
             .add_entry(&path, bytes.len() as u64, &mut &bytes[..])
             .expect("writing an entry");

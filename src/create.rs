@@ -361,11 +361,7 @@ fn write_entries(
     let mut entries = Vec::new();
     let mut platforms = HashMap::new();
     while let Some(job) = jobs.blocking_recv() {
-        let path = match job.kind {
-            EntryKind::OciLayout => "oci-layout".to_owned(),
-            EntryKind::Index => "index.json".to_owned(),
-            EntryKind::Blob => job.digest.layout_path(),
-        };
+        let path = job.kind.path(&job.digest);
         let mut reader: Box<dyn Read> = match job.data {
             JobData::Bytes(b) => Box::new(b.reader()),
             JobData::Channel(rx) => Box::new(ChannelReader {

@@ -97,6 +97,17 @@ pub enum EntryKind {
     Index,
 }
 
+impl EntryKind {
+    /// The tar path of an entry of this kind with content `digest`.
+    pub fn path(self, digest: &Digest) -> String {
+        match self {
+            EntryKind::OciLayout => "oci-layout".into(),
+            EntryKind::Index => "index.json".into(),
+            EntryKind::Blob => digest.layout_path(),
+        }
+    }
+}
+
 /// One tar entry and where its frame is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,11 +132,7 @@ pub struct Entry {
 impl Entry {
     /// The entry's path inside the tar archive.
     pub fn path(&self) -> String {
-        match self.kind {
-            EntryKind::OciLayout => "oci-layout".into(),
-            EntryKind::Index => "index.json".into(),
-            EntryKind::Blob => self.digest.layout_path(),
-        }
+        self.kind.path(&self.digest)
     }
 
     /// Offset just past the entry's data and padding in the uncompressed stream.

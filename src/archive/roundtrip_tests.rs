@@ -14,13 +14,9 @@ use crate::manifest::{BundleManifest, Compression, Entry, EntryKind};
 pub(crate) fn write_set(dir: &Path, volume_size: u64, blobs: &[Vec<u8>]) -> BundleManifest {
     let mut w = VolumeWriter::new(dir, volume_size, 3).unwrap();
     let mut entries = vec![];
-    let mut add = |w: &mut VolumeWriter, kind, bytes: &[u8]| {
+    let mut add = |w: &mut VolumeWriter, kind: EntryKind, bytes: &[u8]| {
         let digest = Digest::of(bytes);
-        let path = match kind {
-            EntryKind::OciLayout => "oci-layout".to_owned(),
-            EntryKind::Index => "index.json".to_owned(),
-            EntryKind::Blob => digest.layout_path(),
-        };
+        let path = kind.path(&digest);
         let p = w
             .add_entry(&path, bytes.len() as u64, &mut &bytes[..])
             .unwrap();
