@@ -30,6 +30,23 @@ pub enum RegistryError {
         /// The registry's error envelope `{"errors":[…]}`, empty if it sent none.
         errors: Vec<ErrorDetail>,
     },
+    /// The registry answered a step of a push (blob check, mount, upload, manifest) with an unexpected status.
+    #[error(
+        "{what}: {method} {url}: the registry answered {status}{}",
+        DetailsSuffix(errors)
+    )]
+    Refused {
+        /// The step, naming the repository and the blob or manifest.
+        what: String,
+        /// Request method.
+        method: &'static str,
+        /// Request URL without its query (upload locations carry opaque state there).
+        url: String,
+        /// HTTP status code.
+        status: u16,
+        /// The registry's error envelope `{"errors":[…]}`, empty if it sent none.
+        errors: Vec<ErrorDetail>,
+    },
     /// The registry (or its token service) refused us: missing, wrong or insufficient credentials.
     #[error("{host} refused access{}: check the credentials", ScopeSuffix(scope))]
     Unauthorized {
@@ -212,7 +229,9 @@ impl RegistryError {
     /// Whether trying again later may succeed (rate limits, 5xx, connection resets, timeouts).
     pub fn is_retryable(&self) -> bool {
         match self {
-            RegistryError::Http { status, .. } => is_retryable_status(*status),
+            RegistryError::Http { status, .. } | RegistryError::Refused { status, .. } => {
+                is_retryable_status(*status)
+            }
             RegistryError::Transport { source, .. } => {
                 source.is_timeout()
                     || source.is_connect()
@@ -227,7 +246,9 @@ impl RegistryError {
     /// The first error code in the registry's envelope, if it sent one.
     pub fn code(&self) -> Option<&ErrorCode> {
         match self {
-            RegistryError::Http { errors, .. } => errors.first().map(|e| &e.code),
+            RegistryError::Http { errors, .. } | RegistryError::Refused { errors, .. } => {
+                errors.first().map(|e| &e.code)
+            }
             _ => None,
         }
     }
@@ -235,7 +256,8 @@ impl RegistryError {
     /// Whether the registry said the thing asked for does not exist (404, or a `*_UNKNOWN` code).
     pub fn is_not_found(&self) -> bool {
         match self {
-            RegistryError::Http { status, errors, .. } => {
+            RegistryError::Http { status, errors, .. }
+            | RegistryError::Refused { status, errors, .. } => {
                 *status == 404
                     || errors.iter().any(|e| {
                         matches!(
@@ -458,6 +480,27 @@ mod tests {
         );
         assert!(e.is_not_found());
         assert_eq!(e.code(), Some(&ErrorCode::ManifestUnknown));
+    }
+
+    #[test]
+    fn refused_names_the_step() {
+        let e = RegistryError::Refused {
+            what: "uploading blob sha256:ab to a/x".into(),
+            method: "PUT",
+            url: "https://r/v2/a/x/blobs/uploads/u".into(),
+            status: 400,
+            errors: parse_error_envelope(
+                br#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#,
+            ),
+        };
+        assert_eq!(
+            e.to_string(),
+            "uploading blob sha256:ab to a/x: PUT https://r/v2/a/x/blobs/uploads/u: \
+             the registry answered 400 (DIGEST_INVALID: provided digest did not match uploaded content)"
+        );
+        assert_eq!(e.code(), Some(&ErrorCode::DigestInvalid));
+        assert!(!e.is_retryable());
+        assert!(!e.is_not_found());
     }
 
     #[test]

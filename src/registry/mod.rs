@@ -7,6 +7,12 @@
 //! re-serialized), blobs arrive as a [`BlobStream`] that fails instead of
 //! ending if size or digest differ.
 //!
+//! The write side pushes: [`Registry::has_blob`] and
+//! [`Registry::manifest_digest`] check what is already there,
+//! [`Registry::mount_blob`] and [`Registry::start_upload`] open an [`Upload`]
+//! that sends a blob in chunks, and [`Registry::put_manifest`] pushes a
+//! manifest by tag or digest.
+//!
 //! - `auth`: credentials and auth files.
 //! - `challenge`: `WWW-Authenticate` challenges and token responses.
 //! - `session`: authorization, the token flow, retries.
@@ -15,6 +21,7 @@
 //! - `link`: `Link` header pagination.
 //! - `manifest`: checks on fetched manifest bytes.
 //! - `blob`: the self-checking blob stream.
+//! - `upload`: the push side: blob checks, mounts, chunked uploads, manifests.
 
 mod auth;
 mod blob;
@@ -25,6 +32,7 @@ mod link;
 mod manifest;
 mod reference;
 mod session;
+mod upload;
 
 #[cfg(test)]
 mod tests_auth;
@@ -32,6 +40,8 @@ mod tests_auth;
 mod tests_fake;
 #[cfg(test)]
 mod tests_real;
+#[cfg(test)]
+mod tests_upload;
 #[cfg(test)]
 mod testutil;
 
@@ -52,11 +62,16 @@ pub use auth::{Credentials, credentials_from_authfile, default_authfile};
 pub use blob::BlobStream;
 pub use error::{ErrorCode, ErrorDetail, RegistryError};
 pub use reference::{ImageReference, is_valid_repository, is_valid_tag};
+pub use upload::{MountOutcome, Upload};
 
 use session::{Scope, Session};
 
 /// Page size asked of `/v2/_catalog` (distribution refuses more than 1000).
 pub const DEFAULT_CATALOG_PAGE_SIZE: usize = 1000;
+/// Bytes sent per `PATCH` of a blob upload, unless the registry asks for more.
+pub const DEFAULT_UPLOAD_CHUNK_SIZE: usize = 8 << 20;
+/// Largest upload chunk held in memory, whatever is configured or asked for.
+pub const MAX_UPLOAD_CHUNK_SIZE: usize = 256 << 20;
 /// Largest catalog or tag-list page read.
 const LIST_LIMIT: u64 = 16 << 20;
 /// Most pages followed in one listing before giving up.
@@ -108,6 +123,7 @@ pub struct FetchedManifest {
 pub struct Registry {
     session: Arc<Session>,
     catalog_page_size: usize,
+    upload_chunk_size: usize,
 }
 
 impl std::fmt::Debug for Registry {
@@ -183,12 +199,23 @@ impl Registry {
         Ok(Registry {
             session: Arc::new(connected),
             catalog_page_size: DEFAULT_CATALOG_PAGE_SIZE,
+            upload_chunk_size: DEFAULT_UPLOAD_CHUNK_SIZE,
         })
     }
 
     /// The same registry, asking for `n` repositories per catalog page.
     pub fn with_catalog_page_size(mut self, n: usize) -> Self {
         self.catalog_page_size = n.max(1);
+        self
+    }
+
+    /// The same registry, sending blob uploads in `PATCH` chunks of `n` bytes
+    /// (1 to [`MAX_UPLOAD_CHUNK_SIZE`]; default [`DEFAULT_UPLOAD_CHUNK_SIZE`]).
+    ///
+    /// A registry that announces a larger `OCI-Chunk-Min-Length` gets chunks
+    /// of that size instead.
+    pub fn with_upload_chunk_size(mut self, n: usize) -> Self {
+        self.upload_chunk_size = n.clamp(1, MAX_UPLOAD_CHUNK_SIZE);
         self
     }
 
@@ -230,18 +257,7 @@ impl Registry {
         reference: &str,
     ) -> Result<FetchedManifest, RegistryError> {
         check_repository(repo)?;
-        let by_digest = reference.parse::<Digest>().is_ok();
-        if !by_digest && !is_valid_tag(reference) {
-            return Err(RegistryError::InvalidReference {
-                reference: reference.to_owned(),
-                reason: "neither a tag nor a sha256 digest".to_owned(),
-            });
-        }
-        let what = if by_digest {
-            format!("manifest {repo}@{reference}")
-        } else {
-            format!("manifest {repo}:{reference}")
-        };
+        let what = manifest_name(repo, reference)?;
         let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"))?;
         let accept = manifest::accept_header();
         let page = self
@@ -393,6 +409,21 @@ fn parse_list(body: &[u8], field: &str) -> Result<Vec<String>, String> {
         None | Some(serde_json::Value::Null) => Ok(Vec::new()),
         Some(list) => Vec::<String>::deserialize(list)
             .map_err(|_| format!("\"{field}\" is not a list of strings")),
+    }
+}
+
+/// `manifest <repo>:<tag>` or `manifest <repo>@<digest>`, for messages;
+/// refuses a reference that is neither a tag nor a sha256 digest.
+fn manifest_name(repo: &str, reference: &str) -> Result<String, RegistryError> {
+    if reference.parse::<Digest>().is_ok() {
+        Ok(format!("manifest {repo}@{reference}"))
+    } else if is_valid_tag(reference) {
+        Ok(format!("manifest {repo}:{reference}"))
+    } else {
+        Err(RegistryError::InvalidReference {
+            reference: reference.to_owned(),
+            reason: "neither a tag nor a sha256 digest".to_owned(),
+        })
     }
 }
 

@@ -1,11 +1,13 @@
 //! One connection to one registry: authorization, token flow, retries, bodies.
 //!
-//! Every request goes through [`Session::get`], which adds the right
-//! `Authorization`, answers one `401` challenge, and retries transient
-//! failures (429, 5xx, resets, timeouts) with backoff. Credentials go only to
-//! the registry's own URLs and to the token service it names; reqwest drops
-//! `Authorization` when a redirect leaves the host (blob CDNs), and the
-//! redirect policy here never adds anything back.
+//! Every request goes through [`Session::send`] (or [`Session::get`]), which
+//! adds the right `Authorization`, answers one `401` challenge, and retries
+//! transient failures (429, 5xx, resets, timeouts) with backoff; a request body
+//! is [`Bytes`], so it can be sent again as is. Credentials go only to the
+//! registry's own origin and to the token service it names: an upload
+//! `Location` on another origin is sent nothing, reqwest drops `Authorization`
+//! when a redirect leaves the host (blob CDNs), and the redirect policy here
+//! never adds anything back.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -13,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RANGE, RETRY_AFTER, WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, HeaderMap, HeaderValue, RANGE, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
-use reqwest::{RequestBuilder, Response, Url};
+use reqwest::{Method, RequestBuilder, Response, Url};
 
 use super::RegistryError;
 use super::auth::Credentials;
@@ -44,20 +47,44 @@ pub(crate) enum Scope {
     Catalog,
     /// `repository:<repo>:pull`.
     Pull(String),
+    /// `repository:<repo>:pull,push`.
+    Push(String),
+    /// A cross-repository mount: `repository:<repo>:pull,push` and
+    /// `repository:<from>:pull`, in one token.
+    Mount {
+        /// The repository pushed to.
+        repo: String,
+        /// The repository the blob is mounted from.
+        from: String,
+    },
 }
 
 impl Scope {
-    fn as_token_scope(&self) -> Option<String> {
+    /// The token scopes to ask for, each sent as its own `scope=` parameter.
+    fn token_scopes(&self) -> Vec<String> {
+        let push = |repo: &str| format!("repository:{repo}:pull,push");
         match self {
-            Scope::Registry => None,
-            Scope::Catalog => Some("registry:catalog:*".to_owned()),
-            Scope::Pull(repo) => Some(format!("repository:{repo}:pull")),
+            Scope::Registry => Vec::new(),
+            Scope::Catalog => vec!["registry:catalog:*".to_owned()],
+            Scope::Pull(repo) => vec![format!("repository:{repo}:pull")],
+            Scope::Push(repo) => vec![push(repo)],
+            Scope::Mount { repo, from } if repo == from => vec![push(repo)],
+            Scope::Mount { repo, from } => vec![push(repo), format!("repository:{from}:pull")],
         }
+    }
+
+    /// Every token scope, space-joined (the token cache key, and what messages
+    /// show); `None` when nothing in particular is asked for.
+    fn as_token_scope(&self) -> Option<String> {
+        let scopes = self.token_scopes();
+        (!scopes.is_empty()).then(|| scopes.join(" "))
     }
 }
 
 /// A response whose (small) body has been read.
 pub(crate) struct Small {
+    /// The URL that answered (after redirects): what a relative `Location` is resolved against.
+    pub url: Url,
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -74,6 +101,20 @@ impl Small {
         RegistryError::Http {
             method,
             url: url.to_string(),
+            status: self.status,
+            errors: parse_error_envelope(&self.body),
+        }
+    }
+
+    /// The error this (unsuccessful) answer to step `what` of a push means.
+    ///
+    /// The URL is shown without its query: upload locations carry opaque
+    /// session state (and on some registries signatures) there.
+    pub fn refused(&self, what: &str, method: &'static str, url: &Url) -> RegistryError {
+        RegistryError::Refused {
+            what: what.to_owned(),
+            method,
+            url: without_query(url).to_string(),
             status: self.status,
             errors: parse_error_envelope(&self.body),
         }
@@ -194,24 +235,95 @@ impl Session {
                 HeaderValue::from_str(&format!("bytes={from}-")).map_err(|_| self.bad_base())?;
             headers.insert(RANGE, v);
         }
+        self.send(Method::GET, url, scope, headers, None).await
+    }
+
+    /// An authorized request with retries, of any method, with an optional
+    /// body that is sent again as is on a retry or after a `401` challenge.
+    ///
+    /// `Authorization` is added only when `url` is on the registry's own
+    /// origin (scheme, host and port); elsewhere (an upload `Location` on
+    /// storage) the request goes without credentials and a `401` is not
+    /// answered. Returns any response but a `401` it could not get past.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        scope: &Scope,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<Response, RegistryError> {
+        let own = url.origin() == self.base.origin();
+        let mut headers = headers;
+        if let Some(b) = &body {
+            // Stated even for an empty body, which hyper would leave unsaid
+            // (and some front ends answer a bodiless POST or PUT with 411).
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
+        }
         let mut challenged = false;
         loop {
             let mut h = headers.clone();
-            if let Some(auth) = self.authorization(scope).await? {
+            if own && let Some(auth) = self.authorization(scope).await? {
                 h.insert(AUTHORIZATION, auth);
             }
             let resp = self
-                .send_retrying(url, || self.http.get(url.clone()).headers(h.clone()))
+                .send_retrying(url, || {
+                    let rb = self
+                        .http
+                        .request(method.clone(), url.clone())
+                        .headers(h.clone());
+                    match &body {
+                        Some(b) => rb.body(b.clone()),
+                        None => rb,
+                    }
+                })
                 .await?;
             if resp.status().as_u16() != 401 {
                 return Ok(resp);
             }
-            if !challenged && self.answer_challenge(resp.headers(), scope).await? {
+            if own && !challenged && self.answer_challenge(resp.headers(), scope).await? {
                 challenged = true;
                 continue;
             }
-            return Err(self.unauthorized(scope));
+            return Err(if own {
+                self.unauthorized(scope)
+            } else {
+                RegistryError::Unauthorized {
+                    host: host_port(url),
+                    scope: None,
+                }
+            });
         }
+    }
+
+    /// [`Session::send`], then reads the body (up to the error-body limit: the
+    /// answers to pushes carry no content). The bodies of `HEAD` answers and of
+    /// `416` (which distribution announces but never sends) are not read.
+    pub async fn send_small(
+        &self,
+        method: Method,
+        url: &Url,
+        scope: &Scope,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+        what: &str,
+    ) -> Result<Small, RegistryError> {
+        let head = method == Method::HEAD;
+        let resp = self.send(method, url, scope, headers, body).await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let answered = resp.url().clone();
+        let body = if head || status == 416 {
+            Bytes::new()
+        } else {
+            read_capped(resp, ERROR_BODY_LIMIT, what).await?
+        };
+        Ok(Small {
+            url: answered,
+            status,
+            headers,
+            body,
+        })
     }
 
     /// [`Session::get`], then reads the body (up to `limit` bytes), retrying broken bodies.
@@ -228,6 +340,7 @@ impl Session {
             let resp = self.get(url, scope, accept, None).await?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
+            let answered = resp.url().clone();
             let limit = if (200..300).contains(&status) {
                 limit
             } else {
@@ -236,6 +349,7 @@ impl Session {
             match read_capped(resp, limit, what).await {
                 Ok(body) => {
                     return Ok(Small {
+                        url: answered,
                         status,
                         headers,
                         body,
@@ -268,8 +382,10 @@ impl Session {
             .await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        let answered = resp.url().clone();
         let body = read_capped(resp, ERROR_BODY_LIMIT, "registry ping").await?;
         Ok(Small {
+            url: answered,
             status,
             headers,
             body,
@@ -399,7 +515,7 @@ impl Session {
             "http" if self.base.scheme() == "http" => {}
             _ => return Err(realm_error("not an https:// URL")),
         }
-        let mut scopes: Vec<String> = scope.as_token_scope().into_iter().collect();
+        let mut scopes = scope.token_scopes();
         for s in extra.unwrap_or("").split_ascii_whitespace() {
             if !scopes.iter().any(|have| have == s) {
                 scopes.push(s.to_owned());
@@ -517,6 +633,13 @@ pub(crate) fn header_strs(
         .filter_map(|v| v.to_str().ok())
 }
 
+/// `url` without its query, for messages and logs.
+pub(crate) fn without_query(url: &Url) -> Url {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown
+}
+
 /// `Retry-After` in seconds (the HTTP-date form is not honoured), capped.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers
@@ -571,5 +694,26 @@ mod tests {
             Some("repository:a/b:pull")
         );
         assert_eq!(Scope::Registry.as_token_scope(), None);
+        assert_eq!(
+            Scope::Push("a/b".into()).token_scopes(),
+            vec!["repository:a/b:pull,push"]
+        );
+        let mount = Scope::Mount {
+            repo: "b/y".into(),
+            from: "a/x".into(),
+        };
+        assert_eq!(
+            mount.token_scopes(),
+            vec!["repository:b/y:pull,push", "repository:a/x:pull"]
+        );
+        assert_eq!(
+            mount.as_token_scope().as_deref(),
+            Some("repository:b/y:pull,push repository:a/x:pull")
+        );
+        let same = Scope::Mount {
+            repo: "a".into(),
+            from: "a".into(),
+        };
+        assert_eq!(same.token_scopes(), vec!["repository:a:pull,push"]);
     }
 }

@@ -1,5 +1,6 @@
 //! Authentication against a scripted HTTP server: token services (basic,
-//! anonymous, refresh token, static bearer), basic challenges, realms.
+//! anonymous, refresh token, static bearer), basic challenges, realms, and
+//! the two-scope tokens of cross-repository mounts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -267,4 +268,105 @@ async fn realm_that_is_not_http_is_refused() {
         .await
         .expect_err("bad realm");
     assert!(matches!(e, RegistryError::InvalidRealm { .. }), "{e}");
+}
+
+/// A token registry where a mount into `b` from `a` needs one token carrying
+/// both `repository:b:pull,push` and `repository:a:pull`.
+fn mount_registry() -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+    move |req: &Request| {
+        let host = req.header("host").unwrap_or("").to_owned();
+        if req.path() == "/token" {
+            let scopes = if req.method == "POST" {
+                let form = String::from_utf8_lossy(&req.body).into_owned();
+                Request {
+                    target: format!("/?{form}"),
+                    ..req.clone()
+                }
+                .query_all("scope")
+                .join(" ")
+            } else {
+                req.query_all("scope").join(" ")
+            };
+            let body = serde_json::json!({"token": format!("tok {scopes}"), "expires_in": 300});
+            return Reply::json(200, body.to_string());
+        }
+        let token = req
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let challenge = |scope: &str| {
+            Reply::status(401).header(
+                "www-authenticate",
+                format!(r#"Bearer realm="http://{host}/token",service="fake",scope="{scope}""#),
+            )
+        };
+        match req.path() {
+            "/v2/" if token.is_empty() => challenge(""),
+            "/v2/" => Reply::json(200, "{}"),
+            "/v2/b/blobs/uploads/" if req.method == "POST" => {
+                let has = |s: &str| token.split(' ').any(|t| t == s);
+                if !has("repository:b:pull,push") {
+                    return challenge("repository:b:pull,push");
+                }
+                match req.query("from") {
+                    Some(from) if has(&format!("repository:{from}:pull")) => Reply::status(201),
+                    _ => Reply::status(202).header("location", "/v2/b/blobs/uploads/u"),
+                }
+            }
+            _ => Reply::status(404),
+        }
+    }
+}
+
+#[tokio::test]
+async fn mount_token_carries_push_and_pull_scopes() {
+    let digest = crate::digest::Digest::of(b"shared layer");
+    for creds in [
+        basic("alice", "pw"),
+        Credentials::IdentityToken {
+            username: "alice".into(),
+            token: "refresh-me".into(),
+        },
+    ] {
+        let server = MiniServer::start("127.0.0.1", mount_registry()).await;
+        let r = connect(&server, creds).await.expect("connect");
+        let outcome = r.mount_blob("b", &digest, "a").await.expect("mount");
+        assert!(matches!(outcome, MountOutcome::Mounted), "{outcome:?}");
+        r.mount_blob("b", &digest, "a")
+            .await
+            .expect("mount again, cached token");
+        let up = r.start_upload("b").await.expect("push scope alone");
+        up.cancel().await;
+
+        let seen = server.seen();
+        let tokens: Vec<&Request> = seen.iter().filter(|q| q.path() == "/token").collect();
+        // The login check, the mount token (once), the push token.
+        assert_eq!(tokens.len(), 3, "{tokens:#?}");
+        let scopes = |q: &Request| {
+            if q.method == "POST" {
+                let form = String::from_utf8_lossy(&q.body).into_owned();
+                vec![
+                    Request {
+                        target: format!("/?{form}"),
+                        ..q.clone()
+                    }
+                    .query("scope")
+                    .unwrap_or_default(),
+                ]
+            } else {
+                q.query_all("scope")
+            }
+        };
+        let want: Vec<String> = if tokens[1].method == "POST" {
+            vec!["repository:b:pull,push repository:a:pull".into()]
+        } else {
+            vec!["repository:b:pull,push".into(), "repository:a:pull".into()]
+        };
+        assert_eq!(scopes(tokens[1]), want);
+        let push: Vec<String> = vec!["repository:b:pull,push".into()];
+        assert_eq!(scopes(tokens[2]), push);
+        let mounts: Vec<&Request> = seen.iter().filter(|q| q.query("mount").is_some()).collect();
+        assert_eq!(mounts[0].query("mount"), Some(digest.to_string()));
+        assert_eq!(mounts[0].query("from").as_deref(), Some("a"));
+    }
 }

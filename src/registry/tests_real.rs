@@ -1,4 +1,7 @@
-//! Tests against a real `docker-registry` (CNCF distribution 2.8) on loopback.
+//! Tests against a real `docker-registry` (CNCF distribution 2.8) on loopback:
+//! reads of what a raw pusher seeded, and every push flow of [`Registry`]
+//! (monolithic and chunked uploads, mounts, manifests) plain and over TLS with
+//! basic auth.
 
 use futures_util::StreamExt;
 use futures_util::future::join_all;
@@ -266,6 +269,7 @@ async fn basic_auth_over_tls() {
     let reg = TestRegistry::start(RegistryConfig {
         tls: true,
         basic: Some(creds.clone()),
+        ..RegistryConfig::default()
     })
     .await;
     let pushed = reg
@@ -359,5 +363,299 @@ async fn basic_auth_over_tls() {
     assert_eq!(
         r.catalog().await.expect("catalog"),
         vec!["secure/app".to_owned()]
+    );
+}
+
+/// Uploads `data` to `repo` in pieces of `piece` bytes; returns the PATCH count.
+async fn upload(r: &Registry, repo: &str, data: &[u8], piece: usize) -> u64 {
+    let mut up = r.start_upload(repo).await.expect("start upload");
+    for p in data.chunks(piece) {
+        up.write(p).await.expect("write");
+    }
+    assert_eq!(up.len(), data.len() as u64);
+    let patches = up.patches();
+    up.finish(&Digest::of(data)).await.expect("finish");
+    patches
+}
+
+async fn read_back(r: &Registry, repo: &str, data: &[u8]) -> Vec<u8> {
+    let stream = r
+        .blob(repo, &Digest::of(data), data.len() as u64)
+        .await
+        .expect("blob");
+    collect(stream).await.expect("verified")
+}
+
+/// A small blob is one POST and one PUT; `has_blob` sees it, and not an unknown one.
+async fn small_blob_flow(r: &Registry) {
+    let data = noise(1024, 11);
+    let digest = Digest::of(&data);
+    assert!(!r.has_blob("up/small", &digest).await.expect("HEAD"));
+    assert_eq!(upload(r, "up/small", &data, 1024).await, 0, "no PATCH");
+    assert!(r.has_blob("up/small", &digest).await.expect("HEAD"));
+    assert!(read_back(r, "up/small", &data).await == data);
+    let unknown = Digest::of(b"never uploaded");
+    assert!(!r.has_blob("up/small", &unknown).await.expect("HEAD"));
+
+    // The empty blob: a PUT with an empty body.
+    assert_eq!(upload(r, "up/small", b"", 1).await, 0);
+    assert!(
+        r.has_blob("up/small", &Digest::of(b""))
+            .await
+            .expect("HEAD")
+    );
+}
+
+/// 5 MiB in 1 MiB chunks, written in odd pieces, from a spawned task.
+async fn chunked_blob_flow(r: &Registry) {
+    let r = r.clone().with_upload_chunk_size(1 << 20);
+    let data = noise(5 << 20, 12);
+    let task = {
+        let (r, data) = (r.clone(), data.clone());
+        tokio::spawn(async move { upload(&r, "up/chunked", &data, 777_777).await })
+    };
+    let patches = task.await.expect("upload task");
+    assert!(patches >= 4, "{patches} PATCHes");
+    assert!(read_back(&r, "up/chunked", &data).await == data);
+
+    // An exact multiple of the chunk size: the last chunk goes with the PUT.
+    let data = noise(2 << 20, 13);
+    assert_eq!(upload(&r, "up/chunked", &data, 1 << 20).await, 1);
+    assert!(read_back(&r, "up/chunked", &data).await == data);
+}
+
+/// A PUT with a digest the content does not have is refused and leaves nothing.
+async fn wrong_digest_flow(r: &Registry) {
+    let r = r.clone().with_upload_chunk_size(64 << 10);
+    let data = noise(200 << 10, 14);
+    let wrong = Digest::of(b"not the content");
+    let mut up = r.start_upload("up/wrong").await.expect("start");
+    up.write(&data).await.expect("write");
+    assert_eq!(up.patches(), 3);
+    let e = up.finish(&wrong).await.expect_err("digest invalid");
+    assert_eq!(e.code(), Some(&ErrorCode::DigestInvalid), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&wrong.to_string()) && text.contains("up/wrong"),
+        "{text}"
+    );
+    assert!(!r.has_blob("up/wrong", &wrong).await.expect("HEAD"));
+    assert!(
+        !r.has_blob("up/wrong", &Digest::of(&data))
+            .await
+            .expect("HEAD")
+    );
+}
+
+/// A blob in `a/x` mounts into `b/y`; one `a/x` lacks gets an upload session.
+async fn mount_flow(r: &Registry) {
+    let data = noise(3000, 15);
+    let digest = Digest::of(&data);
+    upload(r, "a/x", &data, 3000).await;
+    let outcome = r.mount_blob("b/y", &digest, "a/x").await.expect("mount");
+    assert!(matches!(outcome, MountOutcome::Mounted), "{outcome:?}");
+    assert!(r.has_blob("b/y", &digest).await.expect("HEAD"));
+    assert!(read_back(r, "b/y", &data).await == data);
+
+    let other = noise(5000, 16);
+    let other_digest = Digest::of(&other);
+    let outcome = r
+        .mount_blob("b/y", &other_digest, "a/x")
+        .await
+        .expect("mount of a blob a/x lacks");
+    let MountOutcome::Upload(mut up) = outcome else {
+        panic!("mounted a blob a/x does not have");
+    };
+    up.write(&other).await.expect("write");
+    up.finish(&other_digest).await.expect("finish");
+    assert!(r.has_blob("b/y", &other_digest).await.expect("HEAD"));
+    assert!(!r.has_blob("a/x", &other_digest).await.expect("HEAD"));
+}
+
+/// A one-layer OCI image manifest over `config` and `layer`.
+fn image_manifest(config: &[u8], layer: &[u8]) -> Vec<u8> {
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":{}}}]}}"#,
+        oci::OCI_MANIFEST,
+        oci::OCI_CONFIG,
+        Digest::of(config),
+        config.len(),
+        Digest::of(layer),
+        layer.len()
+    )
+    .into_bytes()
+}
+
+/// A manifest pushed by digest and by tag reads back byte for byte.
+async fn manifest_flow(r: &Registry) {
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = noise(4096, 17);
+    let manifest = image_manifest(config, &layer);
+    let digest = Digest::of(&manifest);
+    let bytes = Bytes::from(manifest.clone());
+
+    // Blobs first: a manifest over missing blobs is refused.
+    let e = r
+        .put_manifest("up/img", "v1", oci::OCI_MANIFEST, bytes.clone())
+        .await
+        .expect_err("blobs missing");
+    assert_eq!(e.code(), Some(&ErrorCode::ManifestBlobUnknown), "{e}");
+    assert!(e.to_string().contains("manifest up/img:v1"), "{e}");
+
+    upload(r, "up/img", config, 1 << 20).await;
+    upload(r, "up/img", &layer, 1 << 20).await;
+    let by_digest = r
+        .put_manifest(
+            "up/img",
+            &digest.to_string(),
+            oci::OCI_MANIFEST,
+            bytes.clone(),
+        )
+        .await
+        .expect("push by digest");
+    assert_eq!(by_digest, digest);
+    assert_eq!(
+        r.manifest_digest("up/img", &digest.to_string())
+            .await
+            .expect("HEAD by digest"),
+        Some(digest)
+    );
+    assert_eq!(
+        r.manifest_digest("up/img", "v1")
+            .await
+            .expect("not tagged yet"),
+        None
+    );
+    let by_tag = r
+        .put_manifest("up/img", "v1", oci::OCI_MANIFEST, bytes)
+        .await
+        .expect("push by tag");
+    assert_eq!(by_tag, digest);
+    assert_eq!(
+        r.manifest_digest("up/img", "v1")
+            .await
+            .expect("HEAD by tag"),
+        Some(digest)
+    );
+    assert_eq!(
+        r.manifest_digest("up/img", "nope")
+            .await
+            .expect("unknown tag"),
+        None
+    );
+    assert_eq!(
+        r.manifest_digest("no/such", "v1")
+            .await
+            .expect("unknown repo"),
+        None
+    );
+    let m = r.manifest("up/img", "v1").await.expect("read back");
+    assert_eq!(&m.bytes[..], &manifest[..]);
+    assert_eq!(m.media_type, oci::OCI_MANIFEST);
+    assert_eq!(m.digest, digest);
+    assert_eq!(r.tags("up/img").await.expect("tags"), vec!["v1"]);
+}
+
+#[tokio::test]
+async fn push_small_blob() {
+    let reg = plain_registry().await;
+    small_blob_flow(&connect_plain(&reg).await).await;
+}
+
+#[tokio::test]
+async fn push_chunked_blob() {
+    let reg = plain_registry().await;
+    chunked_blob_flow(&connect_plain(&reg).await).await;
+}
+
+#[tokio::test]
+async fn push_with_wrong_digest_is_refused() {
+    let reg = plain_registry().await;
+    wrong_digest_flow(&connect_plain(&reg).await).await;
+}
+
+#[tokio::test]
+async fn mount_across_repositories() {
+    let reg = plain_registry().await;
+    mount_flow(&connect_plain(&reg).await).await;
+}
+
+#[tokio::test]
+async fn push_manifest_by_digest_and_tag() {
+    let reg = plain_registry().await;
+    manifest_flow(&connect_plain(&reg).await).await;
+}
+
+#[tokio::test]
+async fn push_over_tls_with_basic_auth() {
+    let creds = ("pusher".to_owned(), "pass".to_owned());
+    let reg = TestRegistry::start(RegistryConfig {
+        tls: true,
+        basic: Some(creds.clone()),
+        ..RegistryConfig::default()
+    })
+    .await;
+    let trusted = ClientOptions {
+        ca_certs: vec![reg.ca_cert()],
+        credentials: Credentials::Basic {
+            username: creds.0,
+            password: creds.1,
+        },
+        ..ClientOptions::default()
+    };
+    let r = Registry::connect(&reg.host(), &trusted)
+        .await
+        .expect("connect");
+    assert!(!r.is_plain_http());
+    small_blob_flow(&r).await;
+    chunked_blob_flow(&r).await;
+    wrong_digest_flow(&r).await;
+    mount_flow(&r).await;
+    manifest_flow(&r).await;
+
+    let wrong = ClientOptions {
+        credentials: Credentials::Basic {
+            username: "pusher".into(),
+            password: "wrong".into(),
+        },
+        ..trusted
+    };
+    let e = Registry::connect(&reg.host(), &wrong)
+        .await
+        .expect_err("wrong password");
+    assert!(matches!(e, RegistryError::Unauthorized { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn read_only_registry_refuses_late() {
+    let reg = TestRegistry::start(RegistryConfig {
+        readonly: true,
+        ..RegistryConfig::default()
+    })
+    .await;
+    let r = connect_plain(&reg).await;
+    let digest = Digest::of(b"blob");
+    assert!(!r.has_blob("ro/app", &digest).await.expect("reads work"));
+    let e = r.start_upload("ro/app").await.expect_err("read-only");
+    assert!(
+        matches!(
+            &e,
+            RegistryError::Refused {
+                status: 405,
+                method: "POST",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("ro/app"), "{e}");
+    let e = r
+        .mount_blob("ro/app", &digest, "ro/other")
+        .await
+        .expect_err("read-only");
+    assert!(
+        matches!(&e, RegistryError::Refused { status: 405, .. }),
+        "{e}"
     );
 }

@@ -23,6 +23,8 @@ pub struct RegistryConfig {
     pub tls: bool,
     /// Require this user and password (htpasswd, bcrypt).
     pub basic: Option<(String, String)>,
+    /// Serve read-only (`storage.maintenance.readonly`): pushes fail with 405.
+    pub readonly: bool,
 }
 
 /// A `docker-registry serve` child process, killed on drop.
@@ -45,8 +47,13 @@ impl TestRegistry {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let mut yaml = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{}http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display(),
+            if cfg.readonly {
+                "  maintenance:\n    readonly:\n      enabled: true\n"
+            } else {
+                ""
+            }
         );
         if cfg.tls {
             make_certs(dir.path());
