@@ -25,7 +25,18 @@ pub fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    // Whatever is at the temporary name (a leftover, or a planted link) is
+    // removed, never opened: the file is created new, so no link is followed.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", tmp.display())),
+    }
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
