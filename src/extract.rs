@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::archive::reader::Sink;
 use crate::digest::{Digest, Hasher};
 use crate::files::write_atomic;
-use crate::manifest::{Entry, EntryKind};
+use crate::manifest::{BundleManifest, Entry, EntryKind};
 use crate::oci::{self, LayoutIndex};
 use crate::sign::PublicKey;
 use crate::verify::{self, VerifyReport};
@@ -48,18 +48,23 @@ pub fn extract(
     layout: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<ExtractReport> {
-    let blobs_dir = prepare_layout(layout)?;
+    let (mut report, m) = verify::open(dirs, key, false)?;
     let mut sink = LayoutSink {
-        blobs_dir,
+        blobs_dir: PathBuf::new(),
         current: None,
         small: Vec::new(),
         index: None,
         written: 0,
         present: 0,
     };
-    let report = verify::verify_into(dirs, key, false, progress, Some(&mut sink));
-    sink.discard_current();
-    let report = report?;
+    // Nothing is created in the layout unless the signature verified and every volume is there.
+    if let Some(m) = m.filter(|m| verify::volumes_present(m, dirs, &mut report)) {
+        sink.blobs_dir = prepare_layout(layout)?;
+        check_conflicts(layout, &m)?;
+        let read = verify::read_into(&m, dirs, progress, Some(&mut sink), &mut report);
+        sink.discard_current();
+        read?;
+    }
     let mut out = ExtractReport {
         layout: layout.to_owned(),
         blobs_written: sink.written,
@@ -75,6 +80,61 @@ pub fn extract(
     out.images_added = publish_index(layout, &index)?;
     out.published = true;
     Ok(out)
+}
+
+/// The layout's index.json (an empty index when there is none yet).
+fn read_layout_index(layout: &Path) -> anyhow::Result<serde_json::Value> {
+    let index_path = layout.join("index.json");
+    if !index_path.exists() {
+        return Ok(
+            serde_json::json!({"schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": []}),
+        );
+    }
+    let bytes = crate::files::read_capped(&index_path, 64 << 20)?;
+    serde_json::from_slice(&bytes).with_context(|| format!("reading {}", index_path.display()))
+}
+
+/// Ref name → digest of every entry of a layout index.
+fn ref_names(index: &serde_json::Value) -> BTreeMap<String, String> {
+    let entries = index["manifests"].as_array().map(Vec::as_slice);
+    entries
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            let name = d["annotations"][oci::REF_NAME].as_str().unwrap_or_default();
+            let digest = d["digest"].as_str().unwrap_or_default();
+            (name.to_owned(), digest.to_owned())
+        })
+        .collect()
+}
+
+fn conflict(index_path: &Path, name: &str, have: &str, ours: &str) -> String {
+    format!(
+        "{} already names {name} as {have}; the bundle has {ours}: not replaced (extract into another directory)",
+        index_path.display()
+    )
+}
+
+/// Refuses, before any volume is read, a layout whose index.json already
+/// gives one of the bundle's names to another digest.
+fn check_conflicts(layout: &Path, m: &BundleManifest) -> anyhow::Result<()> {
+    let existing = ref_names(&read_layout_index(layout)?);
+    for img in &m.images {
+        if let Some(have) = existing.get(&img.reference)
+            && *have != img.digest.to_string()
+        {
+            bail!(
+                "{}",
+                conflict(
+                    &layout.join("index.json"),
+                    &img.reference,
+                    have,
+                    &img.digest.to_string()
+                )
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Checks (or makes) the layout's directories: real directories, never links.
@@ -115,28 +175,11 @@ fn publish_index(layout: &Path, bundle_index: &[u8]) -> anyhow::Result<usize> {
     let ours: LayoutIndex =
         serde_json::from_slice(bundle_index).context("reading the bundle's index.json")?;
     let index_path = layout.join("index.json");
-    let mut merged: serde_json::Value = if index_path.exists() {
-        let bytes = crate::files::read_capped(&index_path, 64 << 20)?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("reading {}", index_path.display()))?
-    } else {
-        serde_json::json!({"schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": []})
-    };
+    let mut merged = read_layout_index(layout)?;
+    let existing = ref_names(&merged);
     let Some(entries) = merged.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
         bail!("{} has no manifests list", index_path.display());
     };
-    let existing: BTreeMap<String, String> = entries
-        .iter()
-        .map(|d| {
-            (
-                d["annotations"][oci::REF_NAME]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                d["digest"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
     let mut added = 0;
     for d in ours.manifests {
         let name = d
@@ -147,9 +190,8 @@ fn publish_index(layout: &Path, bundle_index: &[u8]) -> anyhow::Result<usize> {
         match existing.get(&name) {
             Some(digest) if *digest == d.digest.to_string() => {}
             Some(digest) => bail!(
-                "{} already names {name} as {digest}; the bundle has {}: not replaced (extract into another directory)",
-                index_path.display(),
-                d.digest
+                "{}",
+                conflict(&index_path, &name, digest, &d.digest.to_string())
             ),
             None => {
                 entries.push(serde_json::to_value(&d)?);

@@ -172,6 +172,20 @@ pub fn verify_into<'a>(
     progress: &'a mut dyn FnMut(u64, u64),
     also: Option<&'a mut dyn Sink>,
 ) -> anyhow::Result<VerifyReport> {
+    let (mut report, m) = open(dirs, key, quick)?;
+    if let Some(m) = m {
+        read_into(&m, dirs, progress, also, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// The first step of every check: bundle.json in `dirs[0]` and its signature.
+/// Returns the manifest only if the signature verified (else the report says why).
+pub fn open(
+    dirs: &[PathBuf],
+    key: &PublicKey,
+    quick: bool,
+) -> anyhow::Result<(VerifyReport, Option<BundleManifest>)> {
     let dir = &dirs[0];
     let mut report = VerifyReport {
         bundle: dir.clone(),
@@ -181,7 +195,7 @@ pub fn verify_into<'a>(
         ..Default::default()
     };
     let Some((m, _)) = read_signed_manifest(dir, key, &mut report)? else {
-        return Ok(report);
+        return Ok((report, None));
     };
     report.bundle_id = Some(m.bundle_id.clone());
     report.created = Some(m.created.clone());
@@ -190,27 +204,69 @@ pub fn verify_into<'a>(
     report.entries = m.entries.len();
     report.images = m.images.len();
     check_sums_file(dir, &m, &mut report);
+    Ok((report, Some(m)))
+}
 
+/// Checks that every volume is there with its recorded size, before anything
+/// heavy starts (extract and push stop here when one is missing). Adds a
+/// finding per missing or wrongly sized volume; true when all are present.
+pub fn volumes_present(m: &BundleManifest, dirs: &[PathBuf], report: &mut VerifyReport) -> bool {
+    let before = report.findings.len();
+    for v in &m.volumes {
+        let kind = match reader::locate_volume(dirs, &v.name) {
+            None => ProblemKind::VolumeMissing,
+            Some(path) => match std::fs::metadata(&path) {
+                Ok(meta) if meta.len() == v.size => continue,
+                Ok(meta) => ProblemKind::VolumeSize {
+                    expected: v.size,
+                    found: meta.len(),
+                },
+                Err(e) => ProblemKind::VolumeUnreadable {
+                    reason: e.to_string(),
+                },
+            },
+        };
+        let problem = Problem {
+            volume: Some(v.name.clone()),
+            entry: None,
+            digest: None,
+            kind,
+        };
+        report.findings.push(problem_finding(m, &problem));
+    }
+    report.findings.len() == before
+}
+
+/// Reads the volumes of the opened bundle `m` (deeply unless the report says
+/// quick), handing every entry to `also`, and adds what it finds to `report`.
+pub fn read_into<'a>(
+    m: &BundleManifest,
+    dirs: &[PathBuf],
+    progress: &'a mut dyn FnMut(u64, u64),
+    also: Option<&'a mut dyn Sink>,
+    report: &mut VerifyReport,
+) -> anyhow::Result<()> {
+    let quick = report.quick;
     let total: u64 = m.volumes.iter().map(|v| v.size).sum();
-    let mut sink = VerifySink::new(&m, progress, total, also);
+    let mut sink = VerifySink::new(m, progress, total, also);
     let read = if quick {
-        reader::read_bundle(&m, dirs, false, &mut CheckOnly)?
+        reader::read_bundle(m, dirs, false, &mut CheckOnly)?
     } else {
-        reader::read_bundle(&m, dirs, true, &mut sink)?
+        reader::read_bundle(m, dirs, true, &mut sink)?
     };
     report.volumes_ok = read.volumes_ok;
     report.entries_ok = read.entries_ok;
     report.bytes_read = read.bytes_read;
     for p in &read.problems {
-        report.findings.push(problem_finding(&m, p));
+        report.findings.push(problem_finding(m, p));
     }
     if !quick {
         let graph = sink.finish();
-        check_images(&m, &graph, &mut report);
-        check_index(&m, &graph, &mut report);
+        check_images(m, &graph, report);
+        check_index(m, &graph, report);
     }
     report.findings.sort_by_key(|f| f.stage);
-    Ok(report)
+    Ok(())
 }
 
 fn problem_finding(m: &BundleManifest, p: &Problem) -> Finding {
