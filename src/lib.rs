@@ -23,6 +23,7 @@ pub mod extract;
 pub mod files;
 pub mod manifest;
 pub mod oci;
+pub mod push;
 pub mod registry;
 pub mod sign;
 pub mod source;

@@ -7,6 +7,7 @@ mod extract;
 mod keygen;
 mod list;
 mod options;
+mod push;
 mod verify;
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     List(list::Args),
     /// Verify a bundle and write its images into an OCI layout (for skopeo, oc, podman).
     Extract(extract::Args),
+    /// Verify a bundle while pushing its images to a registry; tag only if all of it verified.
+    Push(Box<push::Args>),
 }
 
 /// Runs the command line and maps the outcome to an exit code.
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::List(args) => list::run(args),
         Command::Extract(args) => extract::run(args),
+        Command::Push(args) => push::run(*args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

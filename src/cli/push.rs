@@ -1,0 +1,195 @@
+//! `bundle push`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::options::RegistryArgs;
+use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
+use crate::push::{
+    self, Destination, ExistingTags, PushOptions, PushReport, RepoLayout, TagOutcome,
+};
+use crate::registry::{Registry, is_valid_repository};
+use crate::sign::PublicKey;
+
+/// Arguments of `bundle push`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The bundle directory (holding bundle.json and its signature).
+    dir: PathBuf,
+    /// The target: REGISTRY[/PREFIX]; `openshift/php:5.5` goes to REGISTRY/PREFIX/openshift/php:5.5.
+    #[arg(long, value_name = "REGISTRY[/PREFIX]")]
+    to: String,
+    /// The trusted public key (minisign format), received out of band.
+    #[arg(long, value_name = "FILE")]
+    pubkey: PathBuf,
+    /// Also look for volumes in DIR (several media mounted apart); repeatable.
+    #[arg(long, value_name = "DIR")]
+    volumes_from: Vec<PathBuf>,
+    /// One repository level under PREFIX: `openshift/php` becomes PREFIX/openshift-php.
+    #[arg(long, conflicts_with = "max_nested_paths")]
+    flatten: bool,
+    /// At most N path components per repository, PREFIX included (Quay: 2); the
+    /// last ones are joined with '-'.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    max_nested_paths: Option<u16>,
+    /// Leave tags the target already has for another digest (default: move them
+    /// to the bundle's images, as skopeo copy does). Either way the summary lists them.
+    #[arg(long)]
+    skip_existing_tags: bool,
+    /// A repository on the target that may already hold the bundle's blobs
+    /// (from an earlier push under another prefix): they are mounted from it, not uploaded. Repeatable.
+    #[arg(long, value_name = "REPOSITORY")]
+    mount_from: Vec<String>,
+    /// Where to write mapping.txt, imagedigestmirrorset.yaml and registries.conf
+    /// [default: ./bundle-mirror-<bundle id>].
+    #[arg(long, value_name = "DIR")]
+    mirror_config: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    #[serde(flatten)]
+    report: &'a PushReport,
+    mirror_config: Vec<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let key = PublicKey::from_file(&args.pubkey)?;
+    super::verify::warn_demo_key(&key);
+    let destination = Destination::parse(&args.to)?;
+    for repo in &args.mount_from {
+        anyhow::ensure!(
+            is_valid_repository(repo),
+            "--mount-from {repo:?} is not a repository name"
+        );
+    }
+    let layout = if args.flatten {
+        let depth = destination
+            .prefix
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .count();
+        RepoLayout::MaxNested(depth + 1)
+    } else {
+        args.max_nested_paths
+            .map_or(RepoLayout::Nested, |n| RepoLayout::MaxNested(n.into()))
+    };
+    let opts = PushOptions {
+        destination: destination.clone(),
+        layout,
+        existing_tags: if args.skip_existing_tags {
+            ExistingTags::Skip
+        } else {
+            ExistingTags::Overwrite
+        },
+        mount_from: args.mount_from.clone(),
+    };
+    let dirs: Vec<PathBuf> = std::iter::once(args.dir.clone())
+        .chain(args.volumes_from.clone())
+        .collect();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let host = destination.registry.as_str();
+    let client = args.registry.client_options(destination.host())?;
+    let registry = runtime
+        .block_on(Registry::connect(host, &client))
+        .with_context(|| format!("connecting to {host}"))?;
+
+    let bar = super::reading_bar(args.json);
+    let mut progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let report = push::push(
+        &dirs,
+        &key,
+        &registry,
+        &opts,
+        runtime.handle(),
+        &mut progress,
+    );
+    bar.finish_and_clear();
+    let report = report?;
+
+    let mut written = Vec::new();
+    if report.tagged {
+        let id = report.verify.bundle_id.clone().unwrap_or_default();
+        let dir = args
+            .mirror_config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("bundle-mirror-{}", &id[..id.len().min(12)])));
+        written = push::write_mirror_config(&dir, &report.images, &id)?;
+    }
+    if args.json {
+        print_json(&Output {
+            report: &report,
+            mirror_config: written,
+        })?;
+    } else {
+        print_human(&report, &written);
+    }
+    Ok(if report.verify.ok() {
+        EXIT_OK
+    } else {
+        EXIT_BAD_BUNDLE
+    })
+}
+
+fn print_human(report: &PushReport, written: &[PathBuf]) {
+    super::verify::print_human(&report.verify);
+    let s = &report.stats;
+    if !report.volumes_read && report.verify.ok() {
+        println!(
+            "{} already holds every blob and manifest of the bundle; volumes not read",
+            report.destination
+        );
+    }
+    println!(
+        "blobs: {} uploaded ({}), {} mounted, {} already there; manifests: {} pushed, {} already there",
+        s.blobs_uploaded,
+        human_bytes(s.bytes_uploaded),
+        s.blobs_mounted,
+        s.blobs_present,
+        s.manifests_pushed,
+        s.manifests_present
+    );
+    if !report.tagged {
+        println!("no tag was created or moved on {}", report.destination);
+        return;
+    }
+    let count = |t: TagOutcome| report.images.iter().filter(|i| i.tag == t).count();
+    println!(
+        "{} images pushed to {}: {} tags created, {} moved, {} unchanged, {} left as they were (--skip-existing-tags), {} by digest only",
+        report.images.len(),
+        report.destination,
+        count(TagOutcome::Created),
+        count(TagOutcome::Updated),
+        count(TagOutcome::Unchanged),
+        count(TagOutcome::SkippedExisting),
+        count(TagOutcome::ByDigest),
+    );
+    for i in &report.images {
+        if i.tag == TagOutcome::SkippedExisting {
+            println!(
+                "  left {} (points at another image; bundle has {})",
+                i.target, i.image.digest
+            );
+        }
+    }
+    if written.is_empty() {
+        println!("no mirror configuration: the images did not come from a registry");
+    } else {
+        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        println!("mirror configuration: {}", names.join(", "));
+    }
+}
