@@ -10,6 +10,10 @@
 #   (c) the standard tools' shallow check of (a)'s output
 #   (d) bundle verify (deep: every blob hashed)
 #   (e) physical limits on the same bytes (GET, SHA-256, zstd, fsync'd write)
+#   (f) the standard load of (a)'s output into a registry (cat | zstd -d |
+#       tar -x, skopeo copy oci:... per image)
+#   (g) bundle push of (b)'s output into another registry, then again into the
+#       now loaded one
 # and prints a markdown table, also written to bench/results/latest.md.
 set -euo pipefail
 
@@ -25,7 +29,8 @@ Usage: bench/run.sh [options]
   --work DIR     scratch space for the outputs (default CACHE/work); removed at
                  the end unless --keep
   --keep         keep the scratch outputs (layout, volumes, bundle)
-  --port N       registry port on 127.0.0.1 (default: a free one)
+  --port N       source registry port on 127.0.0.1 (default: a free one); the
+                 two push targets of (f) and (g) always take free ones
   --jobs N       parallel skopeo pushes while seeding (default 4)
   --repeat N     run the measured stages N times and report each stage's median
                  wall and CPU time and its largest RSS (default 1)
@@ -110,29 +115,31 @@ STORAGE="$PROFILE_DIR/storage"
 RESULTS_DIR="$BENCH_DIR/results"
 
 # Bytes at this scale, for the disk check: storage + generated layout while
-# seeding, then the seed layout, its volumes, the bundle and the dd file.
+# seeding, then the seed layout, its volumes, the bundle, the dd file, and for
+# (f) and (g) the unpacked layout and the two target registries' storage:
+# seven copies at the end of a run (the dd file is gone by then), one spare.
 EST_BYTES=$(python3 -c "print(int(2.2 * 1024**3 * float('$SCALE')))")
 mkdir -p "$CACHE" "$WORK"
 avail=$(df -B1 --output=avail "$CACHE" | tail -1)
-if [ "$avail" -lt $((EST_BYTES * 6)) ]; then
-    die "not enough free space in $CACHE: $((avail >> 20)) MiB free, need about $((EST_BYTES * 6 >> 20)) MiB (df -h $CACHE)"
+if [ "$avail" -lt $((EST_BYTES * 8)) ]; then
+    die "not enough free space in $CACHE: $((avail >> 20)) MiB free, need about $((EST_BYTES * 8 >> 20)) MiB (df -h $CACHE)"
 fi
 
 # ------------------------------------------------------------------ registry
 
-REG_PID=
+# Registries by name: "source" (the seeded one), "target_a" and "target_b"
+# (the empty ones (f) and (g) push into). REG_PID[NAME] and REG_HOST[NAME]
+# are set while one runs.
+declare -A REG_PID=() REG_HOST=()
 REG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/bundle-bench-reg.XXXXXX")
 STAGE_PID=
 cleanup() {
-    local rc=$?
+    local rc=$? name
     if [ -n "$STAGE_PID" ]; then
         kill -TERM -- "-$STAGE_PID" 2>/dev/null || true
         wait "$STAGE_PID" 2>/dev/null || true
     fi
-    if [ -n "$REG_PID" ]; then
-        kill "$REG_PID" 2>/dev/null || true
-        wait "$REG_PID" 2>/dev/null || true
-    fi
+    for name in "${!REG_PID[@]}"; do stop_registry "$name"; done
     rm -rf "$REG_DIR"
     rm -rf "$PROFILE_DIR/gen" 2>/dev/null || true
     if [ "$KEEP" = 0 ] && [ -n "${WORK:-}" ]; then
@@ -147,30 +154,44 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-start_registry() { # start_registry STORAGE_DIR
-    [ -n "$PORT" ] || PORT=$(free_port)
-    HOST="127.0.0.1:$PORT"
-    cat > "$REG_DIR/config.yml" <<EOF
+start_registry() { # start_registry NAME STORAGE_DIR [PORT]: a free port unless given
+    local name=$1 storage=$2 port=${3:-} host pid
+    # (Ours are started one at a time and bound before the next asks for a
+    # free port, so two never get the same one.)
+    [ -n "$port" ] || port=$(free_port)
+    host="127.0.0.1:$port"
+    cat > "$REG_DIR/$name.yml" <<EOF
 version: 0.1
 log: {level: error}
-storage: {filesystem: {rootdirectory: $1}}
-http: {addr: $HOST}
+storage: {filesystem: {rootdirectory: $storage}}
+http: {addr: $host}
 EOF
-    env -i /usr/bin/docker-registry serve "$REG_DIR/config.yml" > "$REG_DIR/registry.log" 2>&1 &
-    REG_PID=$!
+    env -i /usr/bin/docker-registry serve "$REG_DIR/$name.yml" > "$REG_DIR/$name.log" 2>&1 &
+    pid=$!
+    REG_PID[$name]=$pid
+    REG_HOST[$name]=$host
     for _ in $(seq 100); do
-        if curl -sf "http://$HOST/v2/" >/dev/null 2>&1; then return 0; fi
-        kill -0 "$REG_PID" 2>/dev/null || break
+        if curl -sf "http://$host/v2/" >/dev/null 2>&1; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    cat "$REG_DIR/registry.log" >&2
-    die "the registry did not start on $HOST"
+    cat "$REG_DIR/$name.log" >&2
+    die "the $name registry did not start on $host"
 }
 
-stop_registry() {
-    kill "$REG_PID" 2>/dev/null || true
-    wait "$REG_PID" 2>/dev/null || true
-    REG_PID=
+stop_registry() { # stop_registry NAME
+    local pid=${REG_PID[$1]:-}
+    unset "REG_PID[$1]" "REG_HOST[$1]"
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# The seeded registry, on --port or on the port it had before in this run.
+start_source_registry() {
+    start_registry source "$STORAGE" "$PORT"
+    HOST=${REG_HOST[source]}
+    PORT=${HOST##*:}
 }
 
 ACCEPT='application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.list.v2+json,application/vnd.docker.distribution.manifest.v2+json'
@@ -197,6 +218,17 @@ if [ -z "$BUNDLE_NOTE" ]; then
     fi
 fi
 [ "$BUNDLE_OK" = 1 ] || log "bundle rows will be pending: $BUNDLE_NOTE"
+# push came later than the others: without it only (g) is pending.
+PUSH_OK=0
+PUSH_NOTE=
+if [ "$BUNDLE_OK" != 1 ]; then
+    PUSH_NOTE=$BUNDLE_NOTE
+elif ! "$BUNDLE" push --help >/dev/null 2>&1; then
+    PUSH_NOTE="bundle push not available in $BUNDLE yet"
+    log "bundle push rows will be pending: $PUSH_NOTE"
+else
+    PUSH_OK=1
+fi
 
 # ------------------------------------------------------------------ seed (cached)
 
@@ -208,7 +240,7 @@ if [ "$FRESH" = 1 ] || [ ! -f "$PROFILE_DIR/seeded.ok" ]; then
     t0=$(date +%s.%N)
     python3 "$BENCH_DIR/gen_profile.py" "$PROFILE_DIR/gen" --scale "$SCALE"
     t1=$(date +%s.%N)
-    start_registry "$STORAGE"
+    start_source_registry
     log "seeding $HOST with $(wc -l < "$PROFILE_DIR/gen/push.txt") tags (skopeo, $JOBS in parallel)"
     export SEED_LAYOUT="$PROFILE_DIR/gen/layout" SEED_HOST="$HOST" SEED_PUSH="$PROFILE_DIR/gen/push.txt"
     # One job per repository (its tags one after the other: concurrent pushes
@@ -247,7 +279,7 @@ if [ "$FRESH" = 1 ] || [ ! -f "$PROFILE_DIR/seeded.ok" ]; then
         [ "$code" = 200 ] || die "seeding: $ref answers $code"
         pushed=$((pushed + 1))
     done < "$PROFILE_DIR/gen/push.txt"
-    stop_registry
+    stop_registry source
     cp "$PROFILE_DIR/gen/profile.json" "$PROFILE_DIR/profile.json"
     cp "$PROFILE_DIR/gen/push.txt" "$PROFILE_DIR/push.txt"
     rm -rf "$PROFILE_DIR/gen"
@@ -264,7 +296,7 @@ log "$SEED_NOTE"
 # ------------------------------------------------------------------ the run
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-start_registry "$STORAGE"
+start_source_registry
 log "registry on $HOST (storage $STORAGE)"
 rm -rf "$WORK"
 mkdir -p "$WORK" "$RESULTS_DIR"
@@ -284,8 +316,11 @@ xargs -0 cat < "$WORK/blobfiles" > /dev/null
 
 declare -A WALL RSS CPU RCPU STATE WALLS CPUS RCPUS SEEN
 CLK_TCK=$(getconf CLK_TCK)
-# CPU ticks the registry has used so far (it serves (a), (b) and (e1)).
-reg_ticks() { awk '{ print $14 + $15 }' "/proc/$REG_PID/stat" 2>/dev/null || echo 0; }
+# reg_ticks PID: CPU ticks that registry has used so far. The stages charge
+# the registry they talk to, STAGE_REG: the source (it serves (a), (b) and
+# (e1)), or the target (f) or (g) pushes into.
+reg_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+STAGE_REG=source
 ORDER=()
 RUN=1
 
@@ -304,14 +339,14 @@ timed() {
     sync -f "$WORK"
     # In its own process group, waited for in the background so that a signal
     # reaches our trap at once and the cleanup can end the whole stage.
-    local t0 t1
-    t0=$(reg_ticks)
+    local t0 t1 reg_pid=${REG_PID[$STAGE_REG]:-0}
+    t0=$(reg_ticks "$reg_pid")
     setsid /usr/bin/time -v -o "$tf" "$@" > "$tf.out" 2> "$tf.err" &
     STAGE_PID=$!
     wait "$STAGE_PID"
     local rc=$?
     STAGE_PID=
-    t1=$(reg_ticks)
+    t1=$(reg_ticks "$reg_pid")
     if [ "$rc" != 0 ]; then
         STATE[$name]=failed
         log "stage $name FAILED; last lines of its stderr:"
@@ -342,6 +377,7 @@ median() { # median NUMBERS...
 export HOST ACCEPT
 export JQ_TAGS='(.tags // [])[] | $r + ":" + .'
 export A_LAYOUT="$WORK/seed-layout" A_OUT="$WORK/seed-out" B_OUT="$WORK/bundle-out"
+export UNPACKED="$WORK/unpacked"
 mkdir -p "$A_OUT" "$WORK/keys"
 
 # Keys, outside the timings.
@@ -385,10 +421,43 @@ export BLOBFILES="$WORK/blobfiles"
 DD_MB=$(( (CONTENT_BYTES + 1048575) / 1048576 ))
 GET_BAD=0
 
+# digests HOST: "ref<TAB>digest<TAB>media type" for every ref of refs.txt, as
+# HOST answers a HEAD of its manifest with every Accept type; "-" for a ref
+# it does not answer 200 for (a target may lack some).
+digests() {
+    python3 - "$1" "$WORK/refs.txt" "$ACCEPT" <<'EOF'
+import sys, urllib.error, urllib.request
+host, refs, accept = sys.argv[1:4]
+for line in open(refs):
+    ref = line.strip()
+    if not ref:
+        continue
+    repo, tag = ref.rsplit(":", 1)
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{tag}", method="HEAD",
+                                 headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(req) as r:
+            print(ref, r.headers["Docker-Content-Digest"], r.headers["Content-Type"].split(";")[0], sep="\t")
+    except urllib.error.URLError:
+        print(ref, "-", "-", sep="\t")
+EOF
+}
+# at_source FILE: how many refs of a digests FILE have the source's digest.
+at_source() {
+    awk -F'\t' 'NR == FNR { src[$1] = $2; next } $2 != "-" && src[$1] == $2 { n++ } END { print n + 0 }' \
+        "$WORK/source-digests.tsv" "$1"
+}
+# Per run, how many tags each target holds at the source's digest.
+LOAD_AT_SOURCE=()
+PUSH_AT_SOURCE=()
+
 set +e
 for RUN in $(seq "$REPEAT"); do
 if [ "$RUN" -gt 1 ]; then
-    rm -rf "$A_LAYOUT" "$B_OUT" "$WORK/refs.txt"
+    stop_registry target_a
+    stop_registry target_b
+    rm -rf "$A_LAYOUT" "$B_OUT" "$WORK/refs.txt" "$UNPACKED" "$WORK/mirror-config" \
+        "$WORK/registry-target_a" "$WORK/registry-target_b"
     rm -f "$A_OUT"/*
 fi
 # (a) the seed pipeline, stage by stage
@@ -440,14 +509,63 @@ timed e2_sha256_pass bash -o pipefail -c 'xargs -0 cat < "$BLOBFILES" | openssl 
 timed e3_zstd_pass bash -o pipefail -c 'xargs -0 cat < "$BLOBFILES" | zstd -q -T1 -1 -c > /dev/null'
 timed e4_write_fsync dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$DD_MB" conv=fsync status=none
 rm -f "$WORK/dd.bin"
+
+# (f) and (g) load the same images into two registries, each empty at the
+# start of every run: (f) (a)'s output the standard way, (g) (b)'s with
+# bundle push. They come last so that the stages above run as they always
+# have. Each stage's registry CPU is its target's.
+for name in target_a target_b; do
+    mkdir -p "$WORK/registry-$name"
+    start_registry "$name" "$WORK/registry-$name"
+done
+export TARGET_A=${REG_HOST[target_a]} TARGET_B=${REG_HOST[target_b]}
+log "push targets: (f) $TARGET_A, (g) $TARGET_B"
+mkdir -p "$UNPACKED"
+# What the source gives each tag, to compare the targets with (untimed).
+digests "$HOST" > "$WORK/source-digests.tsv"
+
+# (f) the standard load: join the volumes (as just plugged in, like (c)),
+# unpack the layout, then one skopeo copy per tag, one after the other like
+# a2. skopeo 1.9.3 wrote every image into the layout as OCI, so the Docker-
+# typed ones reach the target with other digests; counted, not a failure.
+STAGE_REG=target_a
+evict "$A_OUT"/images.tar.zst.*
+timed f1_unpack bash -o pipefail -c 'cat "$A_OUT"/images.tar.zst.* | zstd -q -d | tar -x -C "$UNPACKED"'
+timed f2_skopeo_copy bash -o pipefail -c '
+    while read -r ref; do
+        skopeo copy -q --all --dest-tls-verify=false "oci:$UNPACKED:$ref" "docker://$TARGET_A/$ref" < /dev/null || exit 1
+    done < "$A_OUT/../refs.txt"'
+digests "$TARGET_A" > "$WORK/target_a-digests.tsv"
+LOAD_AT_SOURCE+=("$(at_source "$WORK/target_a-digests.tsv")")
+
+# (g) bundle push, volumes as just plugged in; then the same command again
+# into the now loaded registry (volumes evicted again, so that a push that
+# reads them anyway is charged for it).
+STAGE_REG=target_b
+if [ "$PUSH_OK" = 1 ] && [ "$BUNDLE_OK" = 1 ] && [ "${STATE[b_bundle_create]}" = ok ]; then
+    push_cmd=("$BUNDLE" push "$B_OUT" --to "$TARGET_B" --pubkey "$B_PUB" --tls-verify=false
+        --mirror-config "$WORK/mirror-config")
+    evict "$B_OUT"/images.tar.zst.*
+    timed g1_bundle_push "${push_cmd[@]}"
+    digests "$TARGET_B" > "$WORK/target_b-digests.tsv"
+    PUSH_AT_SOURCE+=("$(at_source "$WORK/target_b-digests.tsv")")
+    evict "$B_OUT"/images.tar.zst.*
+    timed g2_bundle_push_again "${push_cmd[@]}"
+else
+    pending g1_bundle_push
+    pending g2_bundle_push_again
+    PUSH_AT_SOURCE+=(pending)
+fi
+STAGE_REG=source
 done
 set -e
 
-# Per run: the totals and the two ratios, to show the spread.
+# Per run: the totals and the four ratios, to show the spread.
 nth() { local i=$1; shift; eval "echo \${$i:-}"; }
+times_x() { awk "BEGIN{ if ($2 > 0) printf \"%.3f\", $1 / $2; else print \"n/a\" }"; }
 PER_RUN=
 for ((i = 1; i <= REPEAT; i++)); do
-    at=0; ct=0
+    at=0; ct=0; ft=0
     for n in "${ORDER[@]}"; do
         # shellcheck disable=SC2086
         w=$(nth "$i" ${WALLS[$n]})
@@ -455,6 +573,7 @@ for ((i = 1; i <= REPEAT; i++)); do
         case "$n" in
             a*) at=$(awk "BEGIN{print $at + $w}") ;;
             c*) ct=$(awk "BEGIN{print $ct + $w}") ;;
+            f*) ft=$(awk "BEGIN{print $ft + $w}") ;;
         esac
     done
     # shellcheck disable=SC2086
@@ -465,6 +584,15 @@ for ((i = 1; i <= REPEAT; i++)); do
     [ -n "$bw" ] && PER_RUN+=" ($(awk "BEGIN{printf \"%.3f\", $bw / $at}")×)"
     PER_RUN+="; shallow check $ct s, bundle verify ${dw:-pending} s"
     [ -n "$dw" ] && PER_RUN+=" ($(awk "BEGIN{printf \"%.3f\", $dw / $ct}")×)"
+    # shellcheck disable=SC2086
+    g1w=$(nth "$i" ${WALLS[g1_bundle_push]:-})
+    # shellcheck disable=SC2086
+    g2w=$(nth "$i" ${WALLS[g2_bundle_push_again]:-})
+    PER_RUN+="; standard load $ft s, bundle push ${g1w:-pending} s"
+    [ -n "$g1w" ] && PER_RUN+=" ($(times_x "$g1w" "$ft")×)"
+    PER_RUN+=", again ${g2w:-pending} s"
+    [ -n "$g2w" ] && PER_RUN+=" ($(times_x "$g2w" "$g1w")× of the push)"
+    PER_RUN+="; tags at the source digest: pushed ${PUSH_AT_SOURCE[i - 1]:-pending}, loaded ${LOAD_AT_SOURCE[i - 1]:-n/a} of $(wc -l < "$WORK/source-digests.tsv")"
     PER_RUN+=$'\n'
 done
 
@@ -481,20 +609,8 @@ done
 # ------------------------------------------------------------------ digests
 
 # Docker-typed tags whose digest changed: the registry's Docker-Content-Digest
-# against the digest the output's index.json gives that ref.name.
-python3 - "$HOST" "$WORK/refs.txt" "$ACCEPT" > "$WORK/source-digests.tsv" <<'EOF'
-import sys, urllib.request
-host, refs, accept = sys.argv[1:4]
-for line in open(refs):
-    ref = line.strip()
-    if not ref:
-        continue
-    repo, tag = ref.rsplit(":", 1)
-    req = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{tag}", method="HEAD",
-                                 headers={"Accept": accept})
-    with urllib.request.urlopen(req) as r:
-        print(ref, r.headers["Docker-Content-Digest"], r.headers["Content-Type"].split(";")[0], sep="\t")
-EOF
+# (source-digests.tsv, from the run above) against the digest the output's
+# index.json gives that ref.name.
 count_changed() { # count_changed INDEX_JSON -> "changed docker_total missing"
     python3 - "$WORK/source-digests.tsv" "$1" <<'EOF'
 import json, sys
@@ -528,6 +644,9 @@ du_mib() { du -sm "$@" 2>/dev/null | awk '{s+=$1} END{print s+0}'; }
 A_LAYOUT_MB=$(du_mib "$A_LAYOUT")
 A_VOL_MB=$(du_mib "$A_OUT")
 B_VOL_MB=$( [ -d "$B_OUT" ] && du_mib "$B_OUT" || echo pending)
+F_LAYOUT_MB=$(du_mib "$UNPACKED")
+TA_MB=$(du_mib "$WORK/registry-target_a")
+TB_MB=$(du_mib "$WORK/registry-target_b")
 
 # ------------------------------------------------------------------ report
 
@@ -578,8 +697,13 @@ C_TOTAL=$(sum_of c)
 E_TOTAL=$(sum_of e)
 B_WALL=$( [ "${STATE[b_bundle_create]}" = ok ] && echo "${WALL[b_bundle_create]}" || echo "${STATE[b_bundle_create]}")
 D_WALL=$( [ "${STATE[d_bundle_verify]}" = ok ] && echo "${WALL[d_bundle_verify]}" || echo "${STATE[d_bundle_verify]}")
+F_TOTAL=$(sum_of f)
+G1_WALL=$( [ "${STATE[g1_bundle_push]}" = ok ] && echo "${WALL[g1_bundle_push]}" || echo "${STATE[g1_bundle_push]}")
+G2_WALL=$( [ "${STATE[g2_bundle_push_again]}" = ok ] && echo "${WALL[g2_bundle_push_again]}" || echo "${STATE[g2_bundle_push_again]}")
 CREATE_RATIO=$(ratio "$B_WALL" "$A_TOTAL")
 VERIFY_RATIO=$(ratio "$D_WALL" "$C_TOTAL")
+PUSH_RATIO=$(ratio "$G1_WALL" "$F_TOTAL")
+REPUSH_RATIO=$(ratio "$G2_WALL" "$G1_WALL")
 
 declare -A LABEL=(
     [a1_enumerate]="(a) curl _catalog + tags/list"
@@ -597,16 +721,26 @@ declare -A LABEL=(
     [e2_sha256_pass]="(e) one SHA-256 pass (openssl)"
     [e3_zstd_pass]="(e) one zstd -T1 -1 pass"
     [e4_write_fsync]="(e) one write of the same size (dd conv=fsync)"
+    [f1_unpack]="(f) cat \| zstd -d \| tar -x"
+    [f2_skopeo_copy]="(f) skopeo copy oci:… per tag → registry (sequential)"
+    [g1_bundle_push]="**(g) bundle push**"
+    [g2_bundle_push_again]="(g) bundle push again (already loaded)"
 )
 
 row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@"; }
 {
     echo "| stage | wall s | max RSS MiB | ratio bundle/baseline | MiB/s of content | CPU s (user+sys) | registry CPU s |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
+    # (e) runs before (f) and (g) but is listed last: the reference below both sides.
+    for part in a b c d f g e; do
     for n in "${ORDER[@]}"; do
+        [[ "$n" == "$part"* ]] || continue
         case "$n" in
             b_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "**$CREATE_RATIO** (target ≤ 0.3)" "$(mbps "$B_WALL")" "$(cell "$n" cpu)" "$(cell "$n" rcpu)" ;;
             d_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "**$VERIFY_RATIO** (target ≤ 0.5)" "$(mbps "$D_WALL")" "$(cell "$n" cpu)" "$(cell "$n" rcpu)" ;;
+            g1_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "**$PUSH_RATIO** (target ≤ 0.5)" "$(mbps "$G1_WALL")" "$(cell "$n" cpu)" "$(cell "$n" rcpu)" ;;
+            # Moves no content: no MiB/s; its ratio is against the first push.
+            g2_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "**$REPUSH_RATIO** of the push (target ≤ 0.05)" "" "$(cell "$n" cpu)" "$(cell "$n" rcpu)" ;;
             a1_*|a5_*|a6_*|c1_*) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "" "" "$(cell "$n" cpu)" "$(cell "$n" rcpu)" ;;
             *) row "${LABEL[$n]}" "$(cell "$n" wall)" "$(cell "$n" rss)" "" "$(mbps "$(cell "$n" wall)")" "$(cell "$n" cpu)" "$(cell "$n" rcpu)" ;;
         esac
@@ -614,7 +748,9 @@ row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@"; }
             a6_*) row "**(a) seed pipeline, total**" "**$A_TOTAL**" "$(max_of a)" "" "$(mbps "$A_TOTAL")" "$(cpu_of a)" "$(cpu_of a rcpu)" ;;
             c3_*) row "**(c) standard-tools shallow check, total**" "**$C_TOTAL**" "$(max_of c)" "" "$(mbps "$C_TOTAL")" "$(cpu_of c)" "$(cpu_of c rcpu)" ;;
             e4_*) row "(e) sum of the physical passes" "$E_TOTAL" "$(max_of e)" "" "$(mbps "$E_TOTAL")" "$(cpu_of e)" "$(cpu_of e rcpu)" ;;
+            f2_*) row "**(f) standard load, total**" "**$F_TOTAL**" "$(max_of f)" "" "$(mbps "$F_TOTAL")" "$(cpu_of f)" "$(cpu_of f rcpu)" ;;
         esac
+    done
     done
 } > "$WORK/table.md"
 
@@ -624,6 +760,21 @@ target() { # target VALUE LIMIT
 }
 B_RSS=$( [ "${STATE[b_bundle_create]}" = ok ] && echo "${RSS[b_bundle_create]}" || echo "${STATE[b_bundle_create]}")
 D_RSS=$( [ "${STATE[d_bundle_verify]}" = ok ] && echo "${RSS[d_bundle_verify]}" || echo "${STATE[d_bundle_verify]}")
+G_RSS=$( [ "${STATE[g1_bundle_push]}" = ok ] && max_of g || echo "${STATE[g1_bundle_push]}")
+
+# Tags at the source's digest in each target: one figure, or each run's if
+# they differ.
+runs_of() {
+    if [ "$(printf '%s\n' "$@" | sort -u | wc -l)" -le 1 ]; then echo "${1:-n/a}"; else (IFS=/; echo "$* (by run)"); fi
+}
+PUSH_MATCH=$(runs_of "${PUSH_AT_SOURCE[@]}")
+LOAD_MATCH=$(runs_of "${LOAD_AT_SOURCE[@]}")
+PUSH_MATCH_NOTE=
+case "$PUSH_MATCH" in
+    pending|"$TAGS_TOTAL") ;;
+    *) PUSH_MATCH_NOTE=" — **NOT all**: bundle push must keep every digest"
+       log "bundle push: $PUSH_MATCH of $TAGS_TOTAL tags at the source digest" ;;
+esac
 
 profile_line=$(python3 - "$PROFILE_DIR/profile.json" <<'EOF'
 import json, sys
@@ -648,7 +799,7 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     echo "- kernel: $(uname -sr); load average before the stages: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- $(skopeo --version); zstd $(zstd -V | grep -o 'v[0-9.]*' | head -1); $(/usr/bin/docker-registry --version 2>&1 | head -1)"
     echo "- minisign $(minisign -v 2>&1 | awk '{print $2}'); $(openssl version | cut -d' ' -f1-2); curl $(curl -V | head -1 | cut -d' ' -f2)"
-    echo "- bundle: $( [ "$BUNDLE_OK" = 1 ] && ("$BUNDLE" --version 2>/dev/null || echo "$BUNDLE") || echo "not measured: $BUNDLE_NOTE") (git $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ', src modified'))"
+    echo "- bundle: $( [ "$BUNDLE_OK" = 1 ] && ("$BUNDLE" --version 2>/dev/null || echo "$BUNDLE") || echo "not measured: $BUNDLE_NOTE")$( [ -z "$PUSH_NOTE" ] || [ "$BUNDLE_OK" != 1 ] || echo "; push not measured: $PUSH_NOTE") (git $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ', src modified'))"
     echo
     echo "## Data"
     echo
@@ -660,11 +811,13 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     echo
     cat "$WORK/table.md"
     echo
-    echo "Targets: create ≤ 0.3× seed pipeline: **$(target "$CREATE_RATIO" 0.3)** ($CREATE_RATIO); deep verify ≤ 0.5× shallow check: **$(target "$VERIFY_RATIO" 0.5)** ($VERIFY_RATIO); peak RSS ≤ 100 MiB: create **$(target "$B_RSS" 100)** ($B_RSS MiB), verify **$(target "$D_RSS" 100)** ($D_RSS MiB)."
+    echo "Targets: create ≤ 0.3× seed pipeline: **$(target "$CREATE_RATIO" 0.3)** ($CREATE_RATIO); deep verify ≤ 0.5× shallow check: **$(target "$VERIFY_RATIO" 0.5)** ($VERIFY_RATIO); peak RSS ≤ 100 MiB: create **$(target "$B_RSS" 100)** ($B_RSS MiB), verify **$(target "$D_RSS" 100)** ($D_RSS MiB), push **$(target "$G_RSS" 100)** ($G_RSS MiB); push ≤ 0.5× standard load: **$(target "$PUSH_RATIO" 0.5)** ($PUSH_RATIO); re-push of a loaded bundle ≤ 0.05× push: **$(target "$REPUSH_RATIO" 0.05)** ($REPUSH_RATIO)."
     echo
     echo "Docker-typed tags (schema2 or manifest list) whose digest differs from the registry's: seed pipeline **$A_CHANGED of $DOCKER_TAGS** (missing: $A_MISSING); bundle **$B_CHANGED of $DOCKER_TAGS** (missing: $B_MISSING). $TAGS_TOTAL tags in all."
     echo
-    echo "Disk: seed pipeline OCI layout $A_LAYOUT_MB MiB + volumes $A_VOL_MB MiB; bundle output $B_VOL_MB MiB."
+    echo "Tags at the source registry's digest once loaded: push **$PUSH_MATCH of $TAGS_TOTAL**$PUSH_MATCH_NOTE; standard load **$LOAD_MATCH of $TAGS_TOTAL** (skopeo copy from the oci: layout, whose Docker-typed images skopeo rewrote to OCI in (a))."
+    echo
+    echo "Disk: seed pipeline OCI layout $A_LAYOUT_MB MiB + volumes $A_VOL_MB MiB; bundle output $B_VOL_MB MiB. Loading: (f) unpacked layout $F_LAYOUT_MB MiB, then the target's storage $TA_MB MiB; (g) the target's storage $TB_MB MiB."
     echo
     echo "Stages run $REPEAT time(s); the table gives each stage's median wall and CPU time and its largest RSS."
     echo
@@ -672,7 +825,7 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     echo
     echo "Whole run (build, seeding if any, all stages): $(( $(date +%s) - RUN_START )) s."
     echo
-    echo "Wall, max RSS and CPU from \`/usr/bin/time -v\`; for a pipeline the RSS is the largest single process, not the sum; registry CPU is what the registry process used during the stage (from /proc). Page cache warm for the registry's blobs (read once before the stages); both outputs evicted from it before (c) and (d), as media just plugged in; \`sync -f\` of the work filesystem (untimed) before every stage; bundle create fsyncs its volumes, so (a) ends with \`sync\` of its volumes too."
+    echo "Wall, max RSS and CPU from \`/usr/bin/time -v\`; for a pipeline the RSS is the largest single process, not the sum; registry CPU is what the registry process used during the stage (from /proc): the source registry's, or for (f) and (g) the target's. Page cache warm for the registry's blobs (read once before the stages); both outputs evicted from it before (c) and (d), as media just plugged in; \`sync -f\` of the work filesystem (untimed) before every stage; bundle create fsyncs its volumes, so (a) ends with \`sync\` of its volumes too. (f) and (g) push into two more registries of the same build and config, each with empty storage in every run; the volumes are evicted from the page cache before (f), before (g)'s push and again before its re-push; (f)'s skopeo copy reads the layout it just unpacked, from the page cache."
 } > "$RESULTS_DIR/latest.md"
 cp "$RESULTS_DIR/latest.md" "$RESULTS_DIR/scale-$SCALE.md"
 
