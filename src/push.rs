@@ -257,6 +257,9 @@ pub enum TagOutcome {
     ByDigest,
     /// Not tagged because the bundle did not verify.
     NotTagged,
+    /// The target refused its manifest or index although the bundle verified
+    /// (a sparse index made with `--platform`); see the report's `refused`.
+    Refused,
 }
 
 /// One image's result.
@@ -303,6 +306,9 @@ pub struct PushReport {
     pub images: Vec<ImageResult>,
     /// Whether tags were set (only when everything verified).
     pub tagged: bool,
+    /// Manifests the target refused although the bundle verified, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// Verifies the bundle in `dirs[0]` while pushing it to `registry`; tags only if it all verified.
@@ -327,6 +333,7 @@ pub fn push(
         stats: PushStats::default(),
         images: Vec::new(),
         tagged: false,
+        refused: Vec::new(),
     };
     let Some(m) = m else {
         out.verify = report;
@@ -382,21 +389,37 @@ pub fn push(
     if !out.verify.ok() {
         return Ok(out);
     }
+    // A manifest refused for want of a child although everything verified: the
+    // registry will not hold that image (a sparse index made with --platform,
+    // on a registry that checks every child). The others are still tagged.
     let refused = std::mem::take(&mut *ctx.refused.lock().unwrap_or_else(|p| p.into_inner()));
-    if let Some(first) = refused.first() {
-        bail!(
-            "the bundle verified but the target refused {} manifest(s); no tag was set. First: {first}",
-            refused.len()
-        );
-    }
-    let outcomes = rt.block_on(set_tags(
-        &registry,
-        &mapped,
-        &survey.tags,
-        opts.existing_tags,
-    ))?;
-    for (result, outcome) in out.images.iter_mut().zip(outcomes) {
-        result.tag = outcome;
+    let blocked: Vec<bool> = mapped
+        .iter()
+        .map(|img| refused.iter().any(|(d, _)| img.needs.contains(d)))
+        .collect();
+    out.refused = refused.into_iter().map(|(_, why)| why).collect();
+    let taggable: Vec<Mapped> = mapped
+        .iter()
+        .zip(&blocked)
+        .filter(|(_, b)| !**b)
+        .map(|(img, _)| img.clone())
+        .collect();
+    let before: Vec<Option<Digest>> = survey
+        .tags
+        .iter()
+        .zip(&blocked)
+        .filter(|(_, b)| !**b)
+        .map(|(t, _)| *t)
+        .collect();
+    let mut outcomes = rt
+        .block_on(set_tags(&registry, &taggable, &before, opts.existing_tags))?
+        .into_iter();
+    for (result, blocked) in out.images.iter_mut().zip(blocked) {
+        result.tag = if blocked {
+            TagOutcome::Refused
+        } else {
+            outcomes.next().unwrap_or(TagOutcome::NotTagged)
+        };
     }
     out.tagged = true;
     Ok(out)
@@ -639,7 +662,7 @@ struct Ctx {
     stats: Arc<Mutex<PushStats>>,
     /// Manifests the registry refused for want of a child: explained by a bad
     /// bundle, an error if the bundle verified.
-    refused: Arc<Mutex<Vec<String>>>,
+    refused: Arc<Mutex<Vec<(Digest, String)>>>,
 }
 
 /// Receives entries from the reader. Each blob and manifest the target lacks
@@ -787,7 +810,7 @@ async fn push_manifest(
                 ctx.refused
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(format!("pushing manifest {digest} to {repo}: {e}"));
+                    .push((digest, format!("{repo}@{digest}: {e}")));
                 let _ = finished.send(false);
                 return Ok(());
             }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::options::RegistryArgs;
@@ -128,7 +128,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .mirror_config
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("bundle-mirror-{}", &id[..id.len().min(12)])));
-        written = push::write_mirror_config(&dir, &report.images, &id)?;
+        let pushed: Vec<_> = report
+            .images
+            .iter()
+            .filter(|i| i.tag != TagOutcome::Refused)
+            .cloned()
+            .collect();
+        written = push::write_mirror_config(&dir, &pushed, &id)?;
     }
     if args.json {
         print_json(&Output {
@@ -138,11 +144,28 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     } else {
         print_human(&report, &written);
     }
-    Ok(if report.verify.ok() {
-        EXIT_OK
-    } else {
-        EXIT_BAD_BUNDLE
-    })
+    if !report.verify.ok() {
+        return Ok(EXIT_BAD_BUNDLE);
+    }
+    if !report.refused.is_empty() {
+        let images: Vec<&str> = report
+            .images
+            .iter()
+            .filter(|i| i.tag == TagOutcome::Refused)
+            .map(|i| i.image.reference.as_str())
+            .collect();
+        bail!(
+            "{} refused {} manifest(s) of images {} although the bundle verified (the other images are tagged). \
+             An index made sparse by create --platform is refused by registries that require every platform's \
+             manifest (distribution 2.x); push to a registry that accepts sparse indexes, or create the bundle \
+             without --platform. First refusal: {}",
+            report.destination,
+            report.refused.len(),
+            images.join(", "),
+            report.refused[0]
+        );
+    }
+    Ok(EXIT_OK)
 }
 
 fn print_human(report: &PushReport, written: &[PathBuf]) {
@@ -179,6 +202,12 @@ fn print_human(report: &PushReport, written: &[PathBuf]) {
         count(TagOutcome::ByDigest),
     );
     for i in &report.images {
+        if i.tag == TagOutcome::Refused {
+            println!(
+                "  not pushed {} (the target refused its manifest)",
+                i.target
+            );
+        }
         if i.tag == TagOutcome::SkippedExisting {
             println!(
                 "  left {} (points at another image; bundle has {})",

@@ -597,3 +597,62 @@ fn a_killed_push_is_finished_by_running_it_again() {
         );
     }
 }
+
+#[test]
+fn a_sparse_index_from_create_platform_is_reported_and_the_other_images_are_tagged() {
+    let fx = standard_fixture();
+    let keys = keygen();
+    let tmp = temp_dir();
+    let dir = tmp.path().join("bundle");
+    create_ok(
+        &dir,
+        &keys.secret,
+        &[
+            "--from",
+            &fx.registry.host(),
+            "--tls-verify=false",
+            "--platform",
+            "linux/amd64",
+        ],
+    );
+    let target = TestRegistry::start();
+    let cfg = tmp.path().join("c");
+    let o = push(
+        &dir,
+        &format!("{}/m", target.host()),
+        &keys.public,
+        &[
+            "--tls-verify=false",
+            "--mirror-config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    // distribution 2.8 refuses an index whose platforms are not all there.
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("library/busybox:1.36") && out.contains("--platform"),
+        "{out}"
+    );
+    for pushed in &fx.images {
+        let repo = format!("m/{}", pushed.repo);
+        if ["library/busybox", "library/alpine"].contains(&pushed.repo.as_str()) {
+            assert_eq!(
+                tags(&target, &repo).unwrap_or_default(),
+                Vec::<String>::new(),
+                "{repo}"
+            );
+        } else {
+            assert_eq!(
+                fetch_manifest(&target, &repo, &pushed.tag).digest,
+                pushed.digest,
+                "{repo}"
+            );
+        }
+    }
+    let mapping = std::fs::read_to_string(cfg.join("mapping.txt")).unwrap();
+    assert!(
+        !mapping.contains("busybox") && mapping.contains("openshift/php"),
+        "{mapping}"
+    );
+}
