@@ -55,9 +55,13 @@ const PIECE: usize = 1 << 20;
 const QUEUE: usize = 4;
 /// Pieces queued for one blob's task.
 const BLOB_QUEUE: usize = 2;
-/// Bytes per PATCH: with [`IN_FLIGHT`] tasks each holding one chunk and a few
-/// pieces, memory stays well under 100 MiB whatever the blob sizes.
+/// Blobs up to this size are held and sent whole with the closing `PUT` (one
+/// request less); larger ones stream. With [`IN_FLIGHT`] tasks each holding
+/// at most this and a few pieces, memory stays far under 100 MiB.
 const CHUNK: usize = 4 << 20;
+/// Most bytes per streamed `PATCH` of a large blob (nothing is buffered; the
+/// limit keeps each request within what proxies in front of registries allow).
+const STREAM_CHUNK: u64 = 64 << 20;
 
 /// Where images go: `REGISTRY[/PREFIX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,14 +315,17 @@ pub struct PushReport {
     pub refused: Vec<String>,
 }
 
-/// Verifies the bundle in `dirs[0]` while pushing it to `registry`; tags only if it all verified.
+/// Verifies the bundle in `dirs[0]` while pushing it to the registry that
+/// `connect` reaches; tags only if it all verified. `connect` is called only
+/// once the signature verified and every volume is there: a wrong key or a
+/// missing volume sends nothing.
 ///
 /// Async work runs on `rt`; the caller's thread reads the volumes (it must not
 /// be a runtime thread).
 pub fn push(
     dirs: &[PathBuf],
     key: &PublicKey,
-    registry: &Registry,
+    connect: &dyn Fn() -> anyhow::Result<Registry>,
     opts: &PushOptions,
     rt: &Handle,
     progress: &mut dyn FnMut(u64, u64),
@@ -354,7 +361,7 @@ pub fn push(
         return Ok(out);
     }
 
-    let registry = registry.clone().with_upload_chunk_size(CHUNK);
+    let registry = connect()?.with_upload_chunk_size(CHUNK);
     let survey = rt.block_on(survey(&registry, &m, &mapped, &opts.mount_from))?;
     let ctx = Ctx {
         registry: registry.clone(),
@@ -447,6 +454,8 @@ struct Work {
     missing: Vec<String>,
     /// A target repository that already has it (a blob can be mounted from there).
     holder: Option<String>,
+    /// Its size.
+    size: u64,
 }
 
 struct Survey {
@@ -469,6 +478,7 @@ async fn survey(
         .iter()
         .filter_map(|e| Some((e.digest, e.media_type.clone()?)))
         .collect();
+    let sizes: HashMap<Digest, u64> = m.entries.iter().map(|e| (e.digest, e.size)).collect();
     let is_manifest = |d: &Digest| kinds.get(d).is_some_and(|t| oci::is_manifest_like(t));
     // First the tags: a registry holds a manifest only with everything it
     // references, so an image whose tag already names its digest is complete
@@ -513,6 +523,7 @@ async fn survey(
             media_type: kinds.get(digest).cloned().unwrap_or_default(),
             missing: Vec::new(),
             holder: None,
+            size: sizes.get(digest).copied().unwrap_or_default(),
         });
         match (has, manifest) {
             (true, true) => manifests_present += 1,
@@ -873,18 +884,24 @@ async fn place_blob(
             }
         }
     }
-    let verified = loop {
-        match rx.recv().await {
-            Some(Piece::Data(bytes)) => {
-                if let Some((repo, u)) = upload.as_mut() {
-                    u.write(&bytes)
-                        .await
-                        .with_context(|| format!("uploading {digest} to {repo}"))?;
+    let verified = match upload.as_mut() {
+        // A large blob streams through: no chunk is held in memory.
+        Some((repo, u)) if w.size > CHUNK as u64 => stream_into(u, w.size, &mut rx)
+            .await
+            .with_context(|| format!("uploading {digest} to {repo}"))?,
+        _ => loop {
+            match rx.recv().await {
+                Some(Piece::Data(bytes)) => {
+                    if let Some((repo, u)) = upload.as_mut() {
+                        u.write(&bytes)
+                            .await
+                            .with_context(|| format!("uploading {digest} to {repo}"))?;
+                    }
                 }
+                Some(Piece::End(verified)) => break verified,
+                None => bail!("the reader stopped in the middle of {digest}"),
             }
-            Some(Piece::End(verified)) => break verified,
-            None => bail!("the reader stopped in the middle of {digest}"),
-        }
+        },
     };
     let Some((repo, u)) = upload else {
         return Ok(true);
@@ -916,6 +933,76 @@ async fn place_blob(
         }
     }
     Ok(true)
+}
+
+/// Streams a blob of `size` bytes from `rx` into `u` as `PATCH`es of at most
+/// [`STREAM_CHUNK`] bytes; then waits for the reader's verdict. An entry that
+/// ends early (it did not verify) aborts the request under way: `Ok(false)`.
+async fn stream_into(
+    u: &mut Upload,
+    size: u64,
+    rx: &mut mpsc::Receiver<Piece>,
+) -> anyhow::Result<bool> {
+    let mut carry: Option<Bytes> = None;
+    let mut sent = 0;
+    while sent < size {
+        let n = (size - sent).min(STREAM_CHUNK);
+        let (tx, body_rx) = mpsc::channel(BLOB_QUEUE);
+        let body = stream::unfold(
+            body_rx,
+            |mut r| async move { r.recv().await.map(|x| (x, r)) },
+        );
+        let (patched, fed) = tokio::join!(u.write_stream(n, body), feed(tx, n, rx, &mut carry));
+        if fed?.is_some() {
+            // Ended before its size: it did not verify; the request was aborted.
+            return Ok(false);
+        }
+        patched?;
+        sent += n;
+    }
+    let mut verified = carry.is_none();
+    loop {
+        match rx.recv().await {
+            Some(Piece::Data(_)) => verified = false,
+            Some(Piece::End(v)) => return Ok(verified && v),
+            None => bail!("the reader stopped before the end of the entry"),
+        }
+    }
+}
+
+/// Feeds the next `n` bytes of `rx` (after `carry`, whose excess it keeps) to
+/// a request body. `Some(verdict)` when the entry ended first.
+async fn feed(
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    n: u64,
+    rx: &mut mpsc::Receiver<Piece>,
+    carry: &mut Option<Bytes>,
+) -> anyhow::Result<Option<bool>> {
+    let mut left = n;
+    while left > 0 {
+        let mut piece = match carry.take() {
+            Some(piece) => piece,
+            None => match rx.recv().await {
+                Some(Piece::Data(piece)) => piece,
+                Some(Piece::End(verified)) => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("entry ended early")))
+                        .await;
+                    return Ok(Some(verified));
+                }
+                None => bail!("the reader stopped in the middle of the entry"),
+            },
+        };
+        if piece.len() as u64 > left {
+            *carry = Some(piece.split_off(left as usize));
+        }
+        left -= piece.len() as u64;
+        if tx.send(Ok(piece)).await.is_err() {
+            // The request ended; what went wrong comes from its answer.
+            return Ok(None);
+        }
+    }
+    Ok(None)
 }
 
 async fn mount(
@@ -1030,8 +1117,8 @@ pub fn mirror_config(images: &[ImageResult], bundle_id: &str) -> Vec<(&'static s
             "  - source: {source}\n    mirrors:\n    - {target}\n"
         ));
         conf.push_str(&format!(
-            "\n[[registry]]\nprefix = \"{source}\"\nlocation = \"{source}\"\n\n\
-             [[registry.mirror]]\nlocation = \"{target}\"\npull-from-mirror = \"digest-only\"\n"
+            "\n[[registry]]\nprefix = \"{source}\"\nlocation = \"{source}\"\nmirror-by-digest-only = true\n\n\
+             [[registry.mirror]]\nlocation = \"{target}\"\n"
         ));
     }
     files.push(("imagedigestmirrorset.yaml", idms));
@@ -1088,6 +1175,69 @@ mod tests {
         assert_eq!(two.map("", "a/b/c"), "a/b-c");
         assert_eq!(RepoLayout::MaxNested(1).map("m", "a/b"), "m-a-b");
         assert_eq!(RepoLayout::MaxNested(0).map("m", "a/b"), "m-a-b");
+    }
+
+    #[test]
+    fn mirror_configuration() {
+        let image = |source: &str, repository: &str, tag: Option<&str>| {
+            let digest = Digest::of(source.as_bytes());
+            let mapped = Mapped {
+                reference: String::new(),
+                source: source.to_owned(),
+                repository: repository.to_owned(),
+                tag: tag.map(str::to_owned),
+                digest,
+                media_type: oci::OCI_MANIFEST.to_owned(),
+                needs: vec![digest],
+            };
+            ImageResult {
+                target: target_name("reg.internal:5000", &mapped),
+                image: mapped,
+                tag: TagOutcome::Created,
+            }
+        };
+        let images = [
+            image(
+                "quay.io/openshift/php:5.5",
+                "mirror/openshift/php",
+                Some("5.5"),
+            ),
+            image(
+                "quay.io/openshift/php:5.6",
+                "mirror/openshift/php",
+                Some("5.6"),
+            ),
+            image("oci:/media/x:tools/helm:3", "mirror/tools/helm", Some("3")),
+        ];
+        let files = mirror_config(&images, "0123456789abcdef0123");
+        let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "mapping.txt",
+                "imagedigestmirrorset.yaml",
+                "registries.conf"
+            ]
+        );
+        let d = images[0].image.digest;
+        assert!(files[0].1.starts_with(&format!(
+            "quay.io/openshift/php@{d}=reg.internal:5000/mirror/openshift/php:5.5\n"
+        )));
+        assert_eq!(
+            files[0].1.lines().count(),
+            2,
+            "layout sources have no pull location"
+        );
+        assert!(files[1].1.contains(
+            "  name: bundle-0123456789ab\n\
+             spec:\n  imageDigestMirrors:\n  - source: quay.io/openshift/php\n    mirrors:\n    - reg.internal:5000/mirror/openshift/php\n"
+        ));
+        assert_eq!(files[1].1.matches("- source:").count(), 1);
+        assert!(files[2].1.contains(
+            "prefix = \"quay.io/openshift/php\"\nlocation = \"quay.io/openshift/php\"\nmirror-by-digest-only = true\n\n\
+             [[registry.mirror]]\nlocation = \"reg.internal:5000/mirror/openshift/php\"\n"
+        ));
+        assert!(mirror_config(&images[2..], "x").is_empty());
     }
 
     #[test]

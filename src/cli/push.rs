@@ -101,9 +101,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .build()?;
     let host = destination.registry.as_str();
     let client = args.registry.client_options(destination.host())?;
-    let registry = runtime
-        .block_on(Registry::connect(host, &client))
-        .with_context(|| format!("connecting to {host}"))?;
+    let connect = || {
+        runtime
+            .block_on(Registry::connect(host, &client))
+            .with_context(|| format!("connecting to {host}"))
+    };
 
     let bar = super::reading_bar(args.json);
     let mut progress = |done: u64, total: u64| {
@@ -113,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let report = push::push(
         &dirs,
         &key,
-        &registry,
+        &connect,
         &opts,
         runtime.handle(),
         &mut progress,

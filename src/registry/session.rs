@@ -296,6 +296,52 @@ impl Session {
         }
     }
 
+    /// One `PATCH` whose body streams from `body` (`len` bytes): a streamed
+    /// body cannot be replayed, so there is no retry and a `401` is an error
+    /// (the caller has used `scope` just before, so its token is fresh). The
+    /// answer's (small) body is read.
+    pub async fn patch_streamed(
+        &self,
+        url: &Url,
+        scope: &Scope,
+        mut headers: HeaderMap,
+        body: reqwest::Body,
+        len: u64,
+        what: &str,
+    ) -> Result<Small, RegistryError> {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        if url.origin() == self.base.origin()
+            && let Some(auth) = self.authorization(scope).await?
+        {
+            headers.insert(AUTHORIZATION, auth);
+        }
+        let resp = self
+            .http
+            .request(Method::PATCH, url.clone())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(url, e))?;
+        let status = resp.status().as_u16();
+        if status == 401 {
+            return Err(self.unauthorized(scope));
+        }
+        let headers = resp.headers().clone();
+        let answered = resp.url().clone();
+        let body = if status == 416 {
+            Bytes::new()
+        } else {
+            read_capped(resp, ERROR_BODY_LIMIT, what).await?
+        };
+        Ok(Small {
+            url: answered,
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// [`Session::send`], then reads the body (up to the error-body limit: the
     /// answers to pushes carry no content). The bodies of `HEAD` answers and of
     /// `416` (which distribution announces but never sends) are not read.

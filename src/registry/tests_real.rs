@@ -424,6 +424,39 @@ async fn chunked_blob_flow(r: &Registry) {
     assert!(read_back(&r, "up/chunked", &data).await == data);
 }
 
+/// Streamed chunks: nothing buffered, two PATCHes of known length, then the PUT.
+async fn streamed_blob_flow(r: &Registry) {
+    let data = noise(3 << 20, 15);
+    let digest = Digest::of(&data);
+    let mut up = r.start_upload("up/streamed").await.expect("start");
+    let (first, second) = data.split_at(2 << 20);
+    for part in [first, second] {
+        let pieces: Vec<Result<Bytes, std::io::Error>> = part
+            .chunks(300_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        up.write_stream(part.len() as u64, futures_util::stream::iter(pieces))
+            .await
+            .expect("streamed PATCH");
+    }
+    assert_eq!((up.patches(), up.len()), (2, 3 << 20));
+    up.finish(&digest).await.expect("PUT");
+    assert!(read_back(r, "up/streamed", &data).await == data);
+
+    // A body that breaks off fails the request, and nothing is committed.
+    let mut up = r.start_upload("up/streamed").await.expect("start");
+    let broken: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(Bytes::from_static(b"partial")),
+        Err(std::io::Error::other("entry ended early")),
+    ];
+    assert!(
+        up.write_stream(1000, futures_util::stream::iter(broken))
+            .await
+            .is_err()
+    );
+    up.cancel().await;
+}
+
 /// A PUT with a digest the content does not have is refused and leaves nothing.
 async fn wrong_digest_flow(r: &Registry) {
     let r = r.clone().with_upload_chunk_size(64 << 10);
@@ -567,6 +600,12 @@ async fn push_small_blob() {
 async fn push_chunked_blob() {
     let reg = plain_registry().await;
     chunked_blob_flow(&connect_plain(&reg).await).await;
+}
+
+#[tokio::test]
+async fn push_streamed_blob() {
+    let reg = plain_registry().await;
+    streamed_blob_flow(&connect_plain(&reg).await).await;
 }
 
 #[tokio::test]

@@ -413,8 +413,53 @@ impl Upload {
                 &what,
             )
             .await?;
+        self.after_patch(&answer, &what, end)?;
+        self.buf.reserve(self.chunk);
+        Ok(())
+    }
+
+    /// Sends the next `len` bytes as one `PATCH` whose body streams from
+    /// `body`, so nothing is buffered whatever `len` is. Only on an upload
+    /// with nothing buffered. Not retried (a stream cannot be replayed): a
+    /// failure fails the upload. The chunk is at least `OCI-Chunk-Min-Length`
+    /// unless it is the last one.
+    pub async fn write_stream<S>(&mut self, len: u64, body: S) -> Result<(), RegistryError>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        if !self.buf.is_empty() || len == 0 {
+            return Err(RegistryError::InvalidResponse {
+                url: without_query(&self.location).to_string(),
+                reason: "a streamed chunk must follow whole chunks and not be empty".to_owned(),
+            });
+        }
+        let start = self.sent;
+        let end = start + len - 1;
+        let what = format!("uploading bytes {start}-{end} of a blob to {}", self.repo);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+        headers.insert(
+            CONTENT_RANGE,
+            header_value(&format!("{start}-{end}"), &self.location)?,
+        );
+        let answer = self
+            .session
+            .patch_streamed(
+                &self.location,
+                &self.scope,
+                headers,
+                reqwest::Body::wrap_stream(body),
+                len,
+                &what,
+            )
+            .await?;
+        self.after_patch(&answer, &what, end)
+    }
+
+    /// Checks a `PATCH` answer (201 or 202, `Range` up to `end`) and follows its `Location`.
+    fn after_patch(&mut self, answer: &Small, what: &str, end: u64) -> Result<(), RegistryError> {
         if !matches!(answer.status, 201 | 202) {
-            return Err(answer.refused(&what, "PATCH", &self.location));
+            return Err(answer.refused(what, "PATCH", &self.location));
         }
         let stored = header_strs(&answer.headers, RANGE)
             .next()
@@ -429,12 +474,11 @@ impl Upload {
                 more: false,
             });
         }
-        if answer.status == 202 || header(&answer, LOCATION.as_str()).is_some() {
-            self.location = next_location(&answer, &self.session.base)?;
+        if answer.status == 202 || header(answer, LOCATION.as_str()).is_some() {
+            self.location = next_location(answer, &self.session.base)?;
         }
         self.sent = end + 1;
         self.patches += 1;
-        self.buf.reserve(self.chunk);
         Ok(())
     }
 

@@ -381,7 +381,7 @@ fn a_corrupt_middle_volume_creates_and_moves_no_tag() {
 }
 
 #[test]
-fn a_missing_volume_is_named_before_anything_is_sent() {
+fn a_missing_volume_or_a_wrong_key_stops_the_push_before_anything_is_sent() {
     let b = bundled("200K");
     let vols = volumes(&b.dir);
     std::fs::remove_file(&vols[1]).unwrap();
@@ -400,11 +400,18 @@ fn a_missing_volume_is_named_before_anything_is_sent() {
         "{}",
         text(&o)
     );
-    let sent: Vec<_> = proxy
-        .log()
-        .into_iter()
-        .filter(|r| r.path != "/v2/")
-        .collect();
+    // A key that did not sign it: refused the same way.
+    let other = keygen();
+    let o = push(
+        &b.dir,
+        &format!("{}/mirror", proxy.host()),
+        &other.public,
+        &["--tls-verify=false"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("key"), "{}", text(&o));
+    // Not even a connection: the signature and the volumes come first.
+    let sent = proxy.log();
     assert!(
         sent.is_empty(),
         "requests before the missing volume was noticed: {sent:?}"
@@ -503,7 +510,8 @@ fn flatten_and_max_nested_paths_map_repositories() {
 
 #[test]
 fn a_killed_push_is_finished_by_running_it_again() {
-    // Enough data that the push is still running when its first blob lands.
+    // Enough data that the push is still running when its first blob lands;
+    // layers above 4 MiB stream through the upload.
     let fx_dir = temp_dir();
     let mut builder = LayoutBuilder::new(fx_dir.path().join("layout"));
     let names: Vec<String> = (0..12).map(|i| format!("big/app{i}:v1")).collect();
@@ -512,7 +520,7 @@ fn a_killed_push_is_finished_by_running_it_again() {
             name,
             ImageSpec::new(vec![
                 LayerSpec::shared("base", 1_500_000),
-                LayerSpec::unique(3_000_000),
+                LayerSpec::unique(5_000_000),
             ]),
         );
     }
@@ -654,5 +662,58 @@ fn a_sparse_index_from_create_platform_is_reported_and_the_other_images_are_tagg
     assert!(
         !mapping.contains("busybox") && mapping.contains("openshift/php"),
         "{mapping}"
+    );
+}
+
+#[test]
+fn a_streamed_blob_that_fails_to_verify_is_never_committed() {
+    let fx_dir = temp_dir();
+    let layout = LayoutBuilder::new(fx_dir.path().join("layout"))
+        .image(
+            "big/one:v1",
+            ImageSpec::new(vec![LayerSpec::unique(9_000_000)]),
+        )
+        .build();
+    let layer = layout.image("big/one:v1").manifests[0].layers[0]
+        .digest
+        .clone();
+    let source = TestRegistry::start();
+    skopeo_push(&source, &layout, "big/one:v1", "big/one:v1", Format::Oci);
+    let keys = keygen();
+    let tmp = temp_dir();
+    let dir = tmp.path().join("bundle");
+    create_ok(
+        &dir,
+        &keys.secret,
+        &["--from", &source.host(), "--tls-verify=false"],
+    );
+    let vols = volumes(&dir);
+    assert_eq!(vols.len(), 1);
+    let mut bytes = std::fs::read(&vols[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&vols[0], bytes).unwrap();
+
+    let target = TestRegistry::start();
+    let o = push(
+        &dir,
+        &format!("{}/m", target.host()),
+        &keys.public,
+        &["--tls-verify=false"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&layer),
+        "the bad blob is named: {}",
+        text(&o)
+    );
+    let head = curl(
+        &["--head".to_owned()],
+        &format!("{}/v2/m/big/one/blobs/{layer}", target.url()),
+    );
+    assert_eq!(head.status, 404, "the unverified blob was committed");
+    assert_eq!(
+        tags(&target, "m/big/one").unwrap_or_default(),
+        Vec::<String>::new()
     );
 }
