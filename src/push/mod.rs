@@ -39,6 +39,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use anyhow::Context;
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use tokio::runtime::Handle;
@@ -198,7 +199,10 @@ pub fn push(
         manifests_present: survey.manifests_present,
         ..PushStats::default()
     };
-    let mut refused = Vec::new();
+    let mut read = upload::Outcome {
+        refused: Vec::new(),
+        pushed: HashMap::new(),
+    };
     if survey.work.is_empty() {
         report.findings.sort_by_key(|f| f.stage);
     } else {
@@ -210,7 +214,7 @@ pub fn push(
             work: &survey.work,
             rt,
         };
-        refused = reading.run(progress, &mut report, &mut out.stats)?;
+        read = reading.run(progress, &mut report, &mut out.stats)?;
     }
     out.verify = report;
     if !out.verify.ok() {
@@ -221,9 +225,9 @@ pub fn push(
     // on a registry that checks every child). The others are still tagged.
     let blocked: Vec<bool> = mapped
         .iter()
-        .map(|img| refused.iter().any(|(d, _)| img.needs.contains(d)))
+        .map(|img| read.refused.iter().any(|(d, _)| img.needs.contains(d)))
         .collect();
-    out.refused = refused.into_iter().map(|(_, why)| why).collect();
+    out.refused = read.refused.into_iter().map(|(_, why)| why).collect();
     let taggable: Vec<Mapped> = mapped
         .iter()
         .zip(&blocked)
@@ -238,7 +242,13 @@ pub fn push(
         .map(|(t, _)| *t)
         .collect();
     let mut outcomes = rt
-        .block_on(set_tags(&registry, &taggable, &before, opts.existing_tags))?
+        .block_on(set_tags(
+            &registry,
+            &taggable,
+            &before,
+            &read.pushed,
+            opts.existing_tags,
+        ))?
         .into_iter();
     for (result, blocked) in out.images.iter_mut().zip(blocked) {
         result.tag = if blocked {
@@ -397,38 +407,52 @@ async fn check_present(
 }
 
 /// Sets every image's tag, or leaves it as `existing` says. `before` is what
-/// the survey found; a tag it did not find at the image is looked up again.
+/// the survey found: a tag it found at another image is looked up again (to
+/// move or leave it), one it did not find is created. The manifest bytes come
+/// from `pushed`, or back from the target by the signed digest, checked as
+/// they arrive.
 async fn set_tags(
     registry: &Registry,
     mapped: &[Mapped],
     before: &[Option<Digest>],
+    pushed: &HashMap<Digest, Bytes>,
     existing: ExistingTags,
 ) -> anyhow::Result<Vec<TagOutcome>> {
     stream::iter(mapped.iter().zip(before).map(|(img, before)| async move {
         let Some(tag) = &img.tag else {
             return Ok(TagOutcome::ByDigest);
         };
-        if *before == Some(img.digest) {
-            return Ok(TagOutcome::Unchanged);
-        }
         let what = format!("{}:{tag}", img.repository);
-        let now = registry
-            .manifest_digest(&img.repository, tag)
-            .await
-            .with_context(|| format!("looking up {what}"))?;
-        let outcome = match now {
-            Some(d) if d == img.digest => return Ok(TagOutcome::Unchanged),
-            Some(_) if existing == ExistingTags::Skip => return Ok(TagOutcome::SkippedExisting),
-            Some(_) => TagOutcome::Updated,
+        let outcome = match before {
+            Some(d) if *d == img.digest => return Ok(TagOutcome::Unchanged),
             None => TagOutcome::Created,
+            Some(_) => {
+                let now = registry
+                    .manifest_digest(&img.repository, tag)
+                    .await
+                    .with_context(|| format!("looking up {what}"))?;
+                match now {
+                    Some(d) if d == img.digest => return Ok(TagOutcome::Unchanged),
+                    Some(_) if existing == ExistingTags::Skip => {
+                        return Ok(TagOutcome::SkippedExisting);
+                    }
+                    Some(_) => TagOutcome::Updated,
+                    None => TagOutcome::Created,
+                }
+            }
         };
-        // The bytes come back from the target by the signed digest, checked as they arrive.
-        let top = registry
-            .manifest(&img.repository, &img.digest.to_string())
-            .await
-            .with_context(|| format!("reading {}@{}", img.repository, img.digest))?;
+        let bytes = match pushed.get(&img.digest) {
+            Some(bytes) => bytes.clone(),
+            None => {
+                registry
+                    .manifest(&img.repository, &img.digest.to_string())
+                    .await
+                    .with_context(|| format!("reading {}@{}", img.repository, img.digest))?
+                    .bytes
+            }
+        };
         registry
-            .put_manifest(&img.repository, tag, &top.media_type, top.bytes)
+            .put_manifest(&img.repository, tag, &img.media_type, bytes)
             .await
             .with_context(|| format!("tagging {what}"))?;
         anyhow::Ok(outcome)

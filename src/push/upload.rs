@@ -58,11 +58,12 @@ impl Reading<'_> {
         progress: &mut dyn FnMut(u64, u64),
         report: &mut VerifyReport,
         stats: &mut PushStats,
-    ) -> anyhow::Result<Vec<(Digest, String)>> {
+    ) -> anyhow::Result<Outcome> {
         let ctx = Ctx {
             registry: self.registry.clone(),
             stats: Arc::new(Mutex::new(stats.clone())),
             refused: Arc::new(Mutex::new(Vec::new())),
+            pushed: Arc::new(Mutex::new(HashMap::new())),
         };
         let (tx, rx) = mpsc::channel(QUEUE);
         let uploader = self
@@ -85,8 +86,17 @@ impl Reading<'_> {
         uploaded?;
         read?;
         let refused = std::mem::take(&mut *ctx.refused.lock().unwrap_or_else(|p| p.into_inner()));
-        Ok(refused)
+        let pushed = std::mem::take(&mut *ctx.pushed.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(Outcome { refused, pushed })
     }
+}
+
+/// What a read with the uploader left behind.
+pub(super) struct Outcome {
+    /// Manifests the target refused for want of a child, with why.
+    pub refused: Vec<(Digest, String)>,
+    /// The bytes of every manifest pushed (tags reuse them).
+    pub pushed: HashMap<Digest, Bytes>,
 }
 
 /// What the reader hands the uploader.
@@ -182,6 +192,8 @@ struct Ctx {
     /// Manifests the registry refused for want of a child: explained by a bad
     /// bundle, an error if the bundle verified.
     refused: Arc<Mutex<Vec<(Digest, String)>>>,
+    /// Manifests pushed, by digest.
+    pushed: Arc<Mutex<HashMap<Digest, Bytes>>>,
 }
 
 /// Receives entries from the reader. Each blob and manifest the target lacks
@@ -338,6 +350,10 @@ async fn push_manifest(
             }
         }
     }
+    ctx.pushed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(digest, bytes);
     let _ = finished.send(true);
     Ok(())
 }
