@@ -171,13 +171,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 fn print_human(report: &PushReport, written: &[PathBuf]) {
-    super::verify::print_human(&report.verify);
     let s = &report.stats;
     if !report.volumes_read && report.verify.ok() {
+        // Nothing was read, so there is no blob check to report.
+        super::verify::print_header(&report.verify);
+        println!("  signature    ok");
         println!(
-            "{} already holds every blob and manifest of the bundle; volumes not read",
-            report.destination
+            "  volumes      {} present, not read: {} already holds every blob and manifest under the signed digests",
+            report.verify.volumes, report.destination
         );
+    } else {
+        super::verify::print_human(&report.verify);
     }
     println!(
         "blobs: {} uploaded ({}), {} mounted, {} already there; manifests: {} pushed, {} already there",

@@ -66,13 +66,18 @@ pub(super) fn warn_demo_key(key: &PublicKey) {
 }
 
 /// The human form of a verify report.
-pub(super) fn print_human(r: &VerifyReport) {
+/// The first line of a report: which bundle, from where, signed by which key.
+pub(super) fn print_header(r: &VerifyReport) {
     if let (Some(id), Some(created), Some(source)) = (&r.bundle_id, &r.created, &r.source) {
         println!(
             "bundle {id}, created {created} from {source}, signed by key {}",
             r.key_id
         );
     }
+}
+
+pub(super) fn print_human(r: &VerifyReport) {
+    print_header(r);
     let failed = |stage| r.findings.iter().filter(|f| f.stage == stage).count();
     let line = |name: &str, stage, ok: String| {
         let n = failed(stage);

@@ -123,7 +123,9 @@ pub enum RegistryError {
         source: reqwest::Error,
     },
     /// The TLS handshake failed for a reason other than the certificate (or the server does not speak TLS).
-    #[error("TLS handshake with {host} failed")]
+    #[error(
+        "TLS handshake with {host} failed (if it serves plain http, say so with --tls-verify=false or an http:// address)"
+    )]
     Tls {
         /// The host.
         host: String,
