@@ -91,6 +91,26 @@ pub(crate) struct Small {
 }
 
 impl Small {
+    /// Status, headers and the (small) body of an answer; no body for
+    /// `no_body` (a `HEAD`) or a `416` (which distribution announces but
+    /// never sends).
+    async fn read(resp: Response, no_body: bool, what: &str) -> Result<Small, RegistryError> {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let url = resp.url().clone();
+        let body = if no_body || status == 416 {
+            Bytes::new()
+        } else {
+            read_capped(resp, ERROR_BODY_LIMIT, what).await?
+        };
+        Ok(Small {
+            url,
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
@@ -323,23 +343,10 @@ impl Session {
             .send()
             .await
             .map_err(|e| transport_error(url, e))?;
-        let status = resp.status().as_u16();
-        if status == 401 {
+        if resp.status().as_u16() == 401 {
             return Err(self.unauthorized(scope));
         }
-        let headers = resp.headers().clone();
-        let answered = resp.url().clone();
-        let body = if status == 416 {
-            Bytes::new()
-        } else {
-            read_capped(resp, ERROR_BODY_LIMIT, what).await?
-        };
-        Ok(Small {
-            url: answered,
-            status,
-            headers,
-            body,
-        })
+        Small::read(resp, false, what).await
     }
 
     /// [`Session::send`], then reads the body (up to the error-body limit: the
@@ -356,20 +363,7 @@ impl Session {
     ) -> Result<Small, RegistryError> {
         let head = method == Method::HEAD;
         let resp = self.send(method, url, scope, headers, body).await?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let answered = resp.url().clone();
-        let body = if head || status == 416 {
-            Bytes::new()
-        } else {
-            read_capped(resp, ERROR_BODY_LIMIT, what).await?
-        };
-        Ok(Small {
-            url: answered,
-            status,
-            headers,
-            body,
-        })
+        Small::read(resp, head, what).await
     }
 
     /// [`Session::get`], then reads the body (up to `limit` bytes), retrying broken bodies.

@@ -46,23 +46,21 @@ struct Bundled {
     dir: PathBuf,
 }
 
-fn bundled(volume_size: &str) -> Bundled {
+/// The standard fixture bundled with `bundle create … ARGS`.
+fn bundled_with(args: &[&str]) -> Bundled {
     let fx = standard_fixture();
     let keys = keygen();
     let tmp = temp_dir();
     let dir = tmp.path().join("bundle");
-    create_ok(
-        &dir,
-        &keys.secret,
-        &[
-            "--from",
-            &fx.registry.host(),
-            "--tls-verify=false",
-            "--volume-size",
-            volume_size,
-        ],
-    );
+    let host = fx.registry.host();
+    let mut all = vec!["--from", &host, "--tls-verify=false"];
+    all.extend_from_slice(args);
+    create_ok(&dir, &keys.secret, &all);
     Bundled { fx, keys, tmp, dir }
+}
+
+fn bundled(volume_size: &str) -> Bundled {
+    bundled_with(&["--volume-size", volume_size])
 }
 
 /// Tags of `repo` on `registry` (`None` when the repository does not exist).
@@ -608,27 +606,13 @@ fn a_killed_push_is_finished_by_running_it_again() {
 
 #[test]
 fn a_sparse_index_from_create_platform_is_reported_and_the_other_images_are_tagged() {
-    let fx = standard_fixture();
-    let keys = keygen();
-    let tmp = temp_dir();
-    let dir = tmp.path().join("bundle");
-    create_ok(
-        &dir,
-        &keys.secret,
-        &[
-            "--from",
-            &fx.registry.host(),
-            "--tls-verify=false",
-            "--platform",
-            "linux/amd64",
-        ],
-    );
+    let b = bundled_with(&["--platform", "linux/amd64"]);
     let target = TestRegistry::start();
-    let cfg = tmp.path().join("c");
+    let cfg = b.tmp.path().join("c");
     let o = push(
-        &dir,
+        &b.dir,
         &format!("{}/m", target.host()),
-        &keys.public,
+        &b.keys.public,
         &[
             "--tls-verify=false",
             "--mirror-config",
@@ -642,7 +626,7 @@ fn a_sparse_index_from_create_platform_is_reported_and_the_other_images_are_tagg
         out.contains("library/busybox:1.36") && out.contains("--platform"),
         "{out}"
     );
-    for pushed in &fx.images {
+    for pushed in &b.fx.images {
         let repo = format!("m/{}", pushed.repo);
         if ["library/busybox", "library/alpine"].contains(&pushed.repo.as_str()) {
             assert_eq!(
