@@ -6,20 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
 
-use super::testutil::{MiniServer, Reply, Request};
+use super::testutil::{MiniServer, Reply, Request, connect};
 use super::*;
-
-fn insecure(credentials: Credentials) -> ClientOptions {
-    ClientOptions {
-        tls_verify: false,
-        credentials,
-        ..ClientOptions::default()
-    }
-}
-
-async fn connect(server: &MiniServer, credentials: Credentials) -> Result<Registry, RegistryError> {
-    Registry::connect(&server.url(), &insecure(credentials)).await
-}
 
 async fn collect(mut s: BlobStream) -> Result<Vec<u8>, RegistryError> {
     let mut out = Vec::new();

@@ -6,20 +6,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::testutil::{MiniServer, Reply, Request};
+use super::testutil::{MiniServer, Reply, Request, connect};
 use super::*;
-
-fn insecure(credentials: Credentials) -> ClientOptions {
-    ClientOptions {
-        tls_verify: false,
-        credentials,
-        ..ClientOptions::default()
-    }
-}
-
-async fn connect(server: &MiniServer, credentials: Credentials) -> Result<Registry, RegistryError> {
-    Registry::connect(&server.url(), &insecure(credentials)).await
-}
 
 /// How the scripted upload registry answers.
 #[derive(Clone, Default)]

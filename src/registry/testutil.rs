@@ -11,6 +11,7 @@ use reqwest::Url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::{ClientOptions, Credentials, Registry, RegistryError};
 use crate::digest::Digest;
 use crate::oci;
 
@@ -567,4 +568,21 @@ async fn serve_connection(mut sock: TcpStream, handler: Handler, log: Arc<Mutex<
             return;
         }
     }
+}
+
+/// Options for a loopback test server: no certificate checks, these credentials.
+pub fn insecure(credentials: Credentials) -> ClientOptions {
+    ClientOptions {
+        tls_verify: false,
+        credentials,
+        ..ClientOptions::default()
+    }
+}
+
+/// Connects to a scripted server with `credentials`.
+pub async fn connect(
+    server: &MiniServer,
+    credentials: Credentials,
+) -> Result<Registry, RegistryError> {
+    Registry::connect(&server.url(), &insecure(credentials)).await
 }
