@@ -470,7 +470,8 @@ async fn stream_into(
     let mut carry: Option<Bytes> = None;
     let mut sent = 0;
     while sent < size {
-        let n = (size - sent).min(STREAM_CHUNK);
+        // The registry's OCI-Chunk-Min-Length, when larger, wins (only the last chunk may be shorter).
+        let n = (size - sent).min(STREAM_CHUNK.max(u.chunk_size() as u64));
         let (tx, body_rx) = mpsc::channel(BLOB_QUEUE);
         let body = stream::unfold(
             body_rx,
