@@ -108,7 +108,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
 
     let bar = super::reading_bar(args.json);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message(format!("checking the bundle, then what {host} holds"));
     let mut progress = |done: u64, total: u64| {
+        if bar.length() != Some(total) {
+            bar.set_message("reading, verifying and uploading");
+        }
         bar.set_length(total);
         bar.set_position(done);
     };
