@@ -1,7 +1,8 @@
 //! Credentials and where they come from: podman/docker auth files.
 //!
-//! Everything here is pure except the two thin functions that touch the file
-//! system, [`credentials_from_authfile`] and [`default_authfile`].
+//! Everything here is pure except the thin functions that touch the file
+//! system or run a credential helper: [`credentials_from_authfile`],
+//! [`default_authfile`] and `run_helper`.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -63,8 +64,10 @@ impl fmt::Debug for Credentials {
 /// `https://host/v1/` count as `host`, and `docker.io`, `index.docker.io` and
 /// `registry-1.docker.io` are the same registry. An entry holds `auth`
 /// (base64 of `user:password`), or `username` and `password`, or an
-/// `identitytoken` (with `auth` giving the user), or a `registrytoken`.
-/// Returns `Ok(None)` when no entry matches.
+/// `identitytoken` (with `auth` giving the user), or a `registrytoken`. A
+/// `credHelpers` entry for the registry comes first, and `credsStore` last:
+/// their `docker-credential-<name>` program is run from `PATH`.
+/// Returns `Ok(None)` when nothing matches.
 pub fn credentials_from_authfile(
     path: &Path,
     host: &str,
@@ -73,17 +76,110 @@ pub fn credentials_from_authfile(
         path: path.to_owned(),
         source,
     })?;
-    lookup_authfile(&bytes, host).map_err(|e| match e {
+    let found = lookup_authfile(&bytes, host).map_err(|e| match e {
         AuthfileError::Invalid(reason) => RegistryError::InvalidAuthfile {
             path: path.to_owned(),
             reason,
         },
-        AuthfileError::Helper(helper) => RegistryError::CredentialHelper {
-            path: path.to_owned(),
-            host: host.to_owned(),
-            helper,
-        },
-    })
+    })?;
+    match found {
+        Lookup::Found(creds) => Ok(Some(creds)),
+        Lookup::Nothing => Ok(None),
+        Lookup::Helper { helper, server } => {
+            run_helper(&helper, &server, std::env::var_os("PATH").as_deref()).map_err(|reason| {
+                RegistryError::CredentialHelper {
+                    path: path.to_owned(),
+                    host: host.to_owned(),
+                    helper,
+                    reason,
+                }
+            })
+        }
+    }
+}
+
+/// Asks `docker-credential-<helper>` (searched in `path_env`) for the
+/// credentials of `server`, as docker and podman do: `get` with the server on
+/// stdin, JSON `{"Username", "Secret"}` on stdout; a `Username` of `<token>`
+/// means the secret is an identity token. "Not found" is `Ok(None)`.
+fn run_helper(
+    helper: &str,
+    server: &str,
+    path_env: Option<&std::ffi::OsStr>,
+) -> Result<Option<Credentials>, String> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let program = format!("docker-credential-{helper}");
+    let found = path_env
+        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join(&program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{program} is not installed (not found in PATH)"))?;
+    let mut child = Command::new(&found)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", found.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading is judged by its exit status below.
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for {program}: {e}"))?;
+    parse_helper_output(&program, out.status.success(), &out.stdout, &out.stderr)
+}
+
+/// Reads what a credential helper answered (pure; never echoes a secret).
+fn parse_helper_output(
+    program: &str,
+    success: bool,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> Result<Option<Credentials>, String> {
+    if !success {
+        let said = String::from_utf8_lossy(if stdout.is_empty() { stderr } else { stdout });
+        let said = said.trim();
+        if said.to_ascii_lowercase().contains("credentials not found") {
+            return Ok(None);
+        }
+        let first = said
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect::<String>();
+        return Err(format!("{program} get failed: {first}"));
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(rename = "Username", default)]
+        username: String,
+        #[serde(rename = "Secret", default)]
+        secret: String,
+    }
+    let answer: Answer = serde_json::from_slice(stdout)
+        .map_err(|_| format!("{program} get did not answer with JSON credentials"))?;
+    if answer.secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(if answer.username == "<token>" {
+        Credentials::IdentityToken {
+            username: String::new(),
+            token: answer.secret,
+        }
+    } else {
+        Credentials::Basic {
+            username: answer.username,
+            password: answer.secret,
+        }
+    }))
 }
 
 /// The auth file the container tools would use, if one exists.
@@ -123,8 +219,22 @@ fn default_authfile_with(
 enum AuthfileError {
     /// Not valid auth.json (the reason never holds a secret).
     Invalid(String),
-    /// The matching entry is kept by this credential helper.
-    Helper(String),
+}
+
+/// What auth.json says about a host.
+#[derive(Debug, PartialEq, Eq)]
+enum Lookup {
+    /// Credentials written in the file.
+    Found(Credentials),
+    /// Kept by credential helper `docker-credential-<helper>`, asked for `server`.
+    Helper {
+        /// The helper's name.
+        helper: String,
+        /// What to ask it for (the registry as docker names it).
+        server: String,
+    },
+    /// Nothing for this host.
+    Nothing,
 }
 
 #[derive(Deserialize)]
@@ -151,8 +261,10 @@ struct AuthEntry {
     registrytoken: Option<String>,
 }
 
-/// Finds the credentials for `host[/path]` in auth.json bytes.
-fn lookup_authfile(bytes: &[u8], host: &str) -> Result<Option<Credentials>, AuthfileError> {
+/// Finds the credentials for `host[/path]` in auth.json bytes, in the order
+/// docker and podman use: a `credHelpers` entry for the registry, then the
+/// most specific `auths` entry holding credentials, then `credsStore`.
+fn lookup_authfile(bytes: &[u8], host: &str) -> Result<Lookup, AuthfileError> {
     let file: AuthFile = serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's message may quote a value from the file: keep only where.
         AuthfileError::Invalid(format!(
@@ -163,6 +275,23 @@ fn lookup_authfile(bytes: &[u8], host: &str) -> Result<Option<Credentials>, Auth
         ))
     })?;
     let wanted = normalize_key(host, false);
+    let registry = wanted.split('/').next().unwrap_or(&wanted);
+    let server = if registry == "docker.io" {
+        "https://index.docker.io/v1/".to_owned()
+    } else {
+        registry.to_owned()
+    };
+    let helper_for = |name: &str| Lookup::Helper {
+        helper: name.to_owned(),
+        server: server.clone(),
+    };
+    let named = file
+        .cred_helpers
+        .iter()
+        .find(|(k, _)| normalize_key(k, true) == registry);
+    if let Some((_, helper)) = named {
+        return Ok(helper_for(helper));
+    }
     // Most specific first: host/a/b, host/a, host.
     let mut candidate = wanted.as_str();
     loop {
@@ -173,20 +302,20 @@ fn lookup_authfile(bytes: &[u8], host: &str) -> Result<Option<Credentials>, Auth
             .map(|(_, v)| v);
         for entry in matching {
             if let Some(creds) = entry_credentials(entry, candidate)? {
-                return Ok(Some(creds));
+                return Ok(Lookup::Found(creds));
             }
-            if let Some(store) = &file.creds_store {
-                return Err(AuthfileError::Helper(store.clone()));
-            }
-        }
-        if let Some(helper) = file.cred_helpers.get(candidate) {
-            return Err(AuthfileError::Helper(helper.clone()));
         }
         match candidate.rfind('/') {
             Some(i) => candidate = &candidate[..i],
-            None => return Ok(None),
+            None => break,
         }
     }
+    Ok(
+        match file.creds_store.as_deref().filter(|s| !s.is_empty()) {
+            Some(store) => helper_for(store),
+            None => Lookup::Nothing,
+        },
+    )
 }
 
 /// Credentials held by one entry; `None` if it holds none.
@@ -268,6 +397,14 @@ fn normalize_key(key: &str, is_file_key: bool) -> String {
 mod tests {
     use super::*;
 
+    fn found(bytes: &[u8], host: &str) -> Result<Option<Credentials>, AuthfileError> {
+        lookup_authfile(bytes, host).map(|l| match l {
+            Lookup::Found(c) => Some(c),
+            Lookup::Nothing => None,
+            Lookup::Helper { .. } => panic!("unexpected {l:?}"),
+        })
+    }
+
     fn b64(s: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(s)
     }
@@ -286,15 +423,15 @@ mod tests {
             b64("alice:se:cret")
         );
         assert_eq!(
-            lookup_authfile(file.as_bytes(), "r.example:5000"),
+            found(file.as_bytes(), "r.example:5000"),
             Ok(basic("alice", "se:cret"))
         );
         assert_eq!(
-            lookup_authfile(file.as_bytes(), "other.example"),
+            found(file.as_bytes(), "other.example"),
             Ok(basic("bob", "p:w"))
         );
-        assert_eq!(lookup_authfile(file.as_bytes(), "r.example"), Ok(None));
-        assert_eq!(lookup_authfile(file.as_bytes(), "nowhere"), Ok(None));
+        assert_eq!(found(file.as_bytes(), "r.example"), Ok(None));
+        assert_eq!(found(file.as_bytes(), "nowhere"), Ok(None));
     }
 
     #[test]
@@ -311,13 +448,13 @@ mod tests {
             "docker.io/library/busybox",
         ] {
             assert_eq!(
-                lookup_authfile(file.as_bytes(), host),
+                found(file.as_bytes(), host),
                 Ok(basic("hub", "1")),
                 "{host}"
             );
         }
         assert_eq!(
-            lookup_authfile(file.as_bytes(), "r.example:5000"),
+            found(file.as_bytes(), "r.example:5000"),
             Ok(basic("r", "2"))
         );
     }
@@ -331,17 +468,11 @@ mod tests {
             b64("app:3")
         );
         let f = file.as_bytes();
-        assert_eq!(lookup_authfile(f, "quay.io/org/app"), Ok(basic("app", "3")));
-        assert_eq!(
-            lookup_authfile(f, "quay.io/org/other"),
-            Ok(basic("org", "2"))
-        );
-        assert_eq!(lookup_authfile(f, "quay.io/org"), Ok(basic("org", "2")));
-        assert_eq!(
-            lookup_authfile(f, "quay.io/organisation"),
-            Ok(basic("host", "1"))
-        );
-        assert_eq!(lookup_authfile(f, "quay.io"), Ok(basic("host", "1")));
+        assert_eq!(found(f, "quay.io/org/app"), Ok(basic("app", "3")));
+        assert_eq!(found(f, "quay.io/org/other"), Ok(basic("org", "2")));
+        assert_eq!(found(f, "quay.io/org"), Ok(basic("org", "2")));
+        assert_eq!(found(f, "quay.io/organisation"), Ok(basic("host", "1")));
+        assert_eq!(found(f, "quay.io"), Ok(basic("host", "1")));
     }
 
     #[test]
@@ -351,51 +482,130 @@ mod tests {
             b64("user:")
         );
         assert_eq!(
-            lookup_authfile(file.as_bytes(), "a.example"),
+            found(file.as_bytes(), "a.example"),
             Ok(Some(Credentials::IdentityToken {
                 username: "user".into(),
                 token: "refresh".into()
             }))
         );
         assert_eq!(
-            lookup_authfile(file.as_bytes(), "b.example"),
+            found(file.as_bytes(), "b.example"),
             Ok(Some(Credentials::Bearer("tok".into())))
         );
     }
 
     #[test]
-    fn credential_helpers_are_reported() {
-        let file =
-            br#"{"auths":{"quay.io":{}},"credsStore":"desktop","credHelpers":{"gcr.io":"gcloud"}}"#;
+    fn credential_helpers_in_the_order_docker_and_podman_use() {
+        let file = format!(
+            r#"{{"auths":{{"quay.io":{{}},"r.example":{{"auth":"{}"}},"docker.io":{{}}}},"credsStore":"desktop","credHelpers":{{"gcr.io":"gcloud","r.example":"pass"}}}}"#,
+            b64("u:p")
+        );
+        let helper = |h: &str, s: &str| {
+            Ok(Lookup::Helper {
+                helper: h.into(),
+                server: s.into(),
+            })
+        };
+        let f = file.as_bytes();
+        // credHelpers first (even over credentials in auths), by registry host.
+        assert_eq!(lookup_authfile(f, "r.example"), helper("pass", "r.example"));
         assert_eq!(
-            lookup_authfile(file, "quay.io"),
-            Err(AuthfileError::Helper("desktop".into()))
+            lookup_authfile(f, "gcr.io/proj/app"),
+            helper("gcloud", "gcr.io")
+        );
+        // Then an auths entry holding credentials; then the store.
+        assert_eq!(lookup_authfile(f, "quay.io"), helper("desktop", "quay.io"));
+        assert_eq!(
+            lookup_authfile(f, "docker.io/library/busybox"),
+            helper("desktop", "https://index.docker.io/v1/")
         );
         assert_eq!(
-            lookup_authfile(file, "gcr.io"),
-            Err(AuthfileError::Helper("gcloud".into()))
+            lookup_authfile(f, "elsewhere.io"),
+            helper("desktop", "elsewhere.io")
         );
-        assert_eq!(lookup_authfile(file, "elsewhere.io"), Ok(None));
+        let no_store = br#"{"auths":{"quay.io":{}},"credHelpers":{"gcr.io":"gcloud"}}"#;
+        assert_eq!(lookup_authfile(no_store, "quay.io"), Ok(Lookup::Nothing));
+    }
+
+    #[test]
+    fn helper_answers() {
+        let p = "docker-credential-x";
+        assert_eq!(
+            parse_helper_output(
+                p,
+                true,
+                br#"{"ServerURL":"q","Username":"al","Secret":"s3"}"#,
+                b""
+            ),
+            Ok(basic("al", "s3"))
+        );
+        assert_eq!(
+            parse_helper_output(
+                p,
+                true,
+                br#"{"Username":"<token>","Secret":"refresh"}"#,
+                b""
+            ),
+            Ok(Some(Credentials::IdentityToken {
+                username: String::new(),
+                token: "refresh".into()
+            }))
+        );
+        assert_eq!(
+            parse_helper_output(p, false, b"credentials not found in native keychain\n", b""),
+            Ok(None)
+        );
+        let e = parse_helper_output(p, false, b"", b"gpg: decryption failed\nmore").unwrap_err();
+        assert_eq!(e, "docker-credential-x get failed: gpg: decryption failed");
+        let e = parse_helper_output(p, true, b"hunter2", b"").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn helpers_run_from_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("docker-credential-fake");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] || exit 3\n\
+             if [ \"$server\" = known.example ]; then\n\
+               printf '{\"ServerURL\":\"%s\",\"Username\":\"al\",\"Secret\":\"s3\"}' \"$server\"\n\
+             else echo 'credentials not found in native keychain'; exit 1; fi\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = Some(dir.path().as_os_str());
+        assert_eq!(
+            run_helper("fake", "known.example", path),
+            Ok(basic("al", "s3"))
+        );
+        assert_eq!(run_helper("fake", "other.example", path), Ok(None));
+        let e = run_helper("missing", "known.example", path).unwrap_err();
+        assert!(
+            e.contains("docker-credential-missing is not installed"),
+            "{e}"
+        );
     }
 
     #[test]
     fn broken_files_never_echo_secrets() {
         let secret = "hunter2-secret";
         let file = format!(r#"{{"auths":{{"x":{{"auth":{secret:?}}}}}}}"#);
-        match lookup_authfile(file.as_bytes(), "x") {
+        match found(file.as_bytes(), "x") {
             Err(AuthfileError::Invalid(reason)) => assert!(!reason.contains(secret), "{reason}"),
             other => panic!("expected an error, got {other:?}"),
         }
         let file = format!(r#"{{"auths":{{"x":{{"auth":5, "password":"{secret}"}}}}"#);
-        match lookup_authfile(file.as_bytes(), "x") {
+        match found(file.as_bytes(), "x") {
             Err(AuthfileError::Invalid(reason)) => assert!(!reason.contains(secret), "{reason}"),
             other => panic!("expected an error, got {other:?}"),
         }
         assert!(matches!(
-            lookup_authfile(b"not json", "x"),
+            found(b"not json", "x"),
             Err(AuthfileError::Invalid(_))
         ));
-        assert_eq!(lookup_authfile(b"{}", "x"), Ok(None));
+        assert_eq!(found(b"{}", "x"), Ok(None));
     }
 
     #[test]

@@ -188,10 +188,10 @@ pub enum RegistryError {
         /// What is wrong (never includes a secret).
         reason: String,
     },
-    /// The auth file delegates this host's credentials to a credential helper, which bundle does not run.
+    /// The credential helper the auth file names for this host failed.
     #[error(
         "auth file {path}: credentials for {host} are kept by credential helper \
-         docker-credential-{helper}, which bundle does not run; pass them another way"
+         docker-credential-{helper}: {reason}"
     )]
     CredentialHelper {
         /// The auth file.
@@ -200,6 +200,8 @@ pub enum RegistryError {
         host: String,
         /// The helper's name.
         helper: String,
+        /// What went wrong (never holds a secret).
+        reason: String,
     },
     /// Credentials that cannot be sent (a token with characters not allowed in a header).
     #[error("unusable credentials: {reason}")]

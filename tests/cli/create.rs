@@ -282,6 +282,58 @@ fn basic_auth_and_tls_with_a_test_ca() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
 
+    // A credential helper named in auth.json (credHelpers), run from PATH as
+    // docker and podman run it: `get` with the registry on stdin.
+    let helpers = tmp.path().join("helpers");
+    std::fs::create_dir(&helpers).unwrap();
+    let seen = tmp.path().join("helper-was-asked-for");
+    let script = helpers.join("docker-credential-testpass");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread server\necho \"$server\" > '{}'\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"s3cret-pass\"}}' \"$server\"\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let helper_auth = tmp.path().join("helper-auth.json");
+    std::fs::write(
+        &helper_auth,
+        format!(r#"{{"auths":{{}},"credHelpers":{{"{host}":"testpass"}}}}"#),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        helpers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let with_helper = |out: &Path, path: &str| {
+        bundle_cmd()
+            .env("REGISTRY_AUTH_FILE", &helper_auth)
+            .env("PATH", path)
+            .args(["create", "--from", &host, "--ca-cert", &ca, "--key"])
+            .arg(&keys.secret)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let o = with_helper(&tmp.path().join("helper"), &path);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), host);
+    // Without the helper installed: a clear error, nothing written.
+    let out = tmp.path().join("nohelper");
+    let o = with_helper(&out, "/usr/bin:/bin");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("docker-credential-testpass is not installed"),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.join("bundle.json").exists());
+
     let refused = |out: &Path, extra: &[&str], needle: &str| {
         let mut a = vec!["--from", host.as_str()];
         a.extend_from_slice(extra);
