@@ -692,9 +692,23 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-/// Backoff before retry number `attempt` (1-based): 250 ms, 500 ms, 1 s, …
+/// Backoff before retry number `attempt` (1-based): 250 ms, 500 ms, 1 s, …,
+/// each scaled by a random factor in [0.5, 1.5) so that many clients failing
+/// together do not retry in step.
 pub(crate) fn backoff(attempt: u32) -> Duration {
-    BASE_DELAY * 2u32.saturating_pow(attempt.saturating_sub(1).min(6))
+    let base = BASE_DELAY * 2u32.saturating_pow(attempt.saturating_sub(1).min(6));
+    base.mul_f64(0.5 + jitter())
+}
+
+/// A number in [0, 1) that differs from call to call (std's randomly keyed
+/// hasher over a counter: no need for a random-number crate to spread retries).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -716,11 +730,16 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles() {
-        assert_eq!(backoff(1), Duration::from_millis(250));
-        assert_eq!(backoff(2), Duration::from_millis(500));
-        assert_eq!(backoff(3), Duration::from_secs(1));
-        assert!(backoff(100) <= Duration::from_secs(16));
+    fn backoff_doubles_with_jitter() {
+        let ms = |a| backoff(a).as_millis();
+        for _ in 0..100 {
+            assert!((125..375).contains(&ms(1)), "{}", ms(1));
+            assert!((250..750).contains(&ms(2)), "{}", ms(2));
+            assert!((500..1500).contains(&ms(3)), "{}", ms(3));
+            assert!(ms(100) < 24_000);
+        }
+        let spread: std::collections::BTreeSet<u128> = (0..50).map(|_| ms(3)).collect();
+        assert!(spread.len() > 10, "retries are spread: {spread:?}");
     }
 
     #[test]
