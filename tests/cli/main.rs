@@ -15,4 +15,5 @@ mod push;
 mod roundtrip;
 mod support;
 mod support_selftest;
+mod token_auth;
 mod verify;

@@ -3,11 +3,13 @@
 use std::io::Read as _;
 use std::net::TcpStream;
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::images::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, Platform,
 };
 use crate::support::seed::{copy_dir_all, skopeo_dest_flags, standard_layout};
+use crate::support::token::{ADMIN, Access, Grant, SERVICE, glob_matches};
 use crate::support::*;
 
 #[test]
@@ -490,6 +492,153 @@ fn tls_htpasswd_registry_needs_the_ca_and_the_credentials() {
         .output()
         .expect("skopeo");
     assert!(!refused.status.success(), "anonymous push was accepted");
+}
+
+#[test]
+fn token_registry_takes_only_valid_signed_tokens_with_the_scope() {
+    let server = TokenServer::builder()
+        .user(User::new("puller", "pw").allow("a/*", &["pull"]))
+        .anonymous_pull("open/*")
+        .start();
+    let registry = TestRegistry::builder().token_auth(&server).start();
+    assert!(registry.is_token_auth());
+    let catalog = format!("{}/v2/_catalog", registry.url());
+    let bearer = |token: String| {
+        vec![
+            "--silent".to_owned(),
+            "--header".to_owned(),
+            format!("Authorization: Bearer {token}"),
+        ]
+    };
+    let challenge = |r: &CurlResponse| r.header("WWW-Authenticate").unwrap_or_default().to_owned();
+
+    // Without a token: a Bearer challenge naming the realm, service and scope.
+    let bare = curl(&["--silent".to_owned()], &catalog);
+    assert_eq!(bare.status, 401);
+    let c = challenge(&bare);
+    assert!(
+        c.starts_with("Bearer ")
+            && c.contains(&server.realm())
+            && c.contains(SERVICE)
+            && c.contains("registry:catalog:*"),
+        "{c}"
+    );
+    assert_eq!(curl(&registry.curl_args(), &catalog).status, 200);
+    let issuer = server.issuer();
+    let hour = Duration::from_secs(3600);
+    let expired = curl(
+        &bearer(issuer.mint(ADMIN, &[Access::catalog()], hour, true)),
+        &catalog,
+    );
+    assert_eq!(expired.status, 401);
+    assert!(challenge(&expired).contains("invalid_token"), "{expired:?}");
+    let no_catalog = Access::repository("a/b", &["pull"]);
+    let insufficient = curl(
+        &bearer(issuer.mint(ADMIN, &[no_catalog], hour, false)),
+        &catalog,
+    );
+    assert_eq!(insufficient.status, 401);
+    assert!(
+        challenge(&insufficient).contains("insufficient_scope"),
+        "{insufficient:?}"
+    );
+    // A token signed by a key the registry does not trust.
+    let stranger = TokenServer::builder().start();
+    let forged = stranger
+        .issuer()
+        .mint(ADMIN, &[Access::catalog()], hour, false);
+    assert_eq!(curl(&bearer(forged), &catalog).status, 401);
+
+    // The token service over HTTP.
+    let token_url = |scopes: &str| format!("{}?service={SERVICE}&{scopes}", server.realm());
+    let user = |creds: &str| vec!["--silent".to_owned(), "--user".to_owned(), creds.to_owned()];
+    let wanted =
+        "scope=repository:a/x:pull,push&scope=repository:b/y:pull&scope=registry:catalog:*";
+    assert_eq!(curl(&user("puller:wrong"), &token_url(wanted)).status, 401);
+    assert_eq!(curl(&user("nobody:pw"), &token_url(wanted)).status, 401);
+    let granted = curl(&user("puller:pw"), &token_url(wanted));
+    assert_eq!(granted.status, 200);
+    let token = granted.json()["token"].as_str().unwrap().to_owned();
+    let (header, claims) = jwt_parts(&token);
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["x5c"].as_array().map(Vec::len), Some(1));
+    assert_eq!(claims["aud"], SERVICE, "aud is a plain string");
+    assert_eq!(claims["sub"], "puller");
+    // Only what puller may have: pull on a/x.
+    assert_eq!(
+        claims["access"],
+        serde_json::json!([{"type": "repository", "name": "a/x", "actions": ["pull"]}])
+    );
+    // The registry takes it for a/x (404: the repository is empty, not 401).
+    let tags = format!("{}/v2/a/x/tags/list", registry.url());
+    assert_eq!(curl(&bearer(token), &tags).status, 404);
+    let anonymous = curl(
+        &["--silent".to_owned()],
+        &token_url("scope=repository:open/z:pull&scope=repository:a/x:pull"),
+    );
+    let (_, claims) = jwt_parts(anonymous.json()["token"].as_str().unwrap());
+    assert_eq!(claims["sub"], "");
+    assert_eq!(
+        claims["access"],
+        serde_json::json!([{"type": "repository", "name": "open/z", "actions": ["pull"]}])
+    );
+
+    // OAuth2: a password grant with offline access gives a refresh token,
+    // which the refresh grant takes; an unknown one is refused.
+    let post = |form: &str| {
+        curl(
+            &["--silent".to_owned(), "--data".to_owned(), form.to_owned()],
+            &server.realm(),
+        )
+    };
+    let form = format!(
+        "grant_type=password&username=puller&password=pw&service={SERVICE}\
+         &client_id=selftest&access_type=offline&scope=repository%3Aa%2Fx%3Apull"
+    );
+    let answer = post(&form).json();
+    let refresh = answer["refresh_token"].as_str().expect("a refresh token");
+    assert!(answer["access_token"].is_string() && answer["expires_in"] == 300);
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={refresh}&service={SERVICE}&client_id=selftest\
+         &scope=repository%3Aa%2Fx%3Apull+repository%3Ab%2Fy%3Apull"
+    );
+    let answer = post(&form).json();
+    let (_, claims) = jwt_parts(answer["token"].as_str().unwrap());
+    assert_eq!(claims["sub"], "puller");
+    assert_eq!(claims["access"][0]["name"], "a/x");
+    assert_eq!(
+        post("grant_type=refresh_token&refresh_token=nope").status,
+        401
+    );
+    let grants: Vec<Grant> = server.requests().iter().map(|r| r.grant).collect();
+    assert_eq!(
+        grants,
+        [
+            Grant::Basic,
+            Grant::Basic,
+            Grant::Basic,
+            Grant::Anonymous,
+            Grant::Password,
+            Grant::RefreshToken,
+            Grant::RefreshToken
+        ]
+    );
+    assert!(glob_matches("a/*", "a/b/c") && !glob_matches("a/*", "b/a/c"));
+    assert!(glob_matches("*", "x") && glob_matches("a/*/z", "a/b/z") && !glob_matches("a", "ab"));
+}
+
+/// A JWT's header and claims (the signature is the registry's to check).
+fn jwt_parts(token: &str) -> (serde_json::Value, serde_json::Value) {
+    use base64::Engine as _;
+    let part = |p: &str| -> serde_json::Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .expect("base64url");
+        serde_json::from_slice(&bytes).expect("JSON")
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    (part(parts[0]), part(parts[1]))
 }
 
 #[test]

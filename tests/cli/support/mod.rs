@@ -1,12 +1,16 @@
 //! Fixtures for tests against the real parts: Debian's `docker-registry`,
-//! `skopeo` as an independent client, OCI layouts generated on disk, and a
-//! paging proxy for what the real registry does not do.
+//! `skopeo` as an independent client, OCI layouts generated on disk, a
+//! paging proxy for what the real registry does not do, and a token server.
 //!
 //! - [`registry`]: [`TestRegistry`], a real registry on loopback (htpasswd, TLS).
 //! - [`images`]: [`LayoutBuilder`], deterministic OCI image layouts.
 //! - [`seed`]: pushing with `skopeo`, reading manifests back with `curl`, and
 //!   [`standard_fixture`] / [`seed_many_repositories`].
 //! - [`proxy`]: [`PagingProxy`], paginates `tags/list` and counts requests.
+//! - [`http`]: the HTTP/1.1 framing the proxy and the token server share.
+//! - [`token`]: [`TokenServer`], a Docker token server issuing signed JWTs to
+//!   users with per-repository rights, for registries with `auth: token`;
+//!   [`jwt`] signs the tokens.
 //!
 //! Every helper panics with a readable message on failure: a fixture that
 //! cannot be set up is a failed test, never a skipped one.
@@ -14,10 +18,13 @@
 // Each test module uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod http;
 pub mod images;
+pub mod jwt;
 pub mod proxy;
 pub mod registry;
 pub mod seed;
+pub mod token;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -30,8 +37,9 @@ pub use registry::TestRegistry;
 pub use seed::{
     Format, Pushed, RemoteManifest, StandardFixture, copy_dir_all, fetch_manifest,
     seed_many_repositories, seed_standard, skopeo_inspect_raw, skopeo_push, standard_fixture,
-    standard_layout,
+    standard_fixture_on, standard_layout,
 };
+pub use token::{Expiry, TokenServer, User};
 
 /// The `bundle` binary built by cargo for this test run, as an `assert_cmd` command.
 pub fn bundle_cmd() -> assert_cmd::Command {

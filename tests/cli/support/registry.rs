@@ -2,7 +2,8 @@
 //!
 //! Started under `env -i` (any `REGISTRY_*` variable would override our
 //! config) with a config we write, storage in a temp dir, optional htpasswd
-//! (bcrypt) and TLS with a throw-away CA. Killed and reaped on drop.
+//! (bcrypt) or token auth (a [`TokenServer`]), and TLS with a throw-away CA.
+//! Killed and reaped on drop.
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::token::{ADMIN, Access, ISSUER, Issuer, SERVICE, TokenServer};
 use super::{require_tool, run, run_stdout, temp_dir};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -20,6 +22,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Default, Clone)]
 pub struct RegistryBuilder {
     htpasswd: Option<(String, String)>,
+    token: Option<Issuer>,
     tls: bool,
     read_only: bool,
 }
@@ -28,6 +31,14 @@ impl RegistryBuilder {
     /// Requires HTTP basic auth with this one user (bcrypt entry via `htpasswd -Bbn`).
     pub fn htpasswd(mut self, user: &str, password: &str) -> Self {
         self.htpasswd = Some((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// Requires bearer tokens from `server` (`auth: token`): the registry checks
+    /// their signature against the server's certificate. [`TestRegistry::credentials`]
+    /// is then the token server's admin user, which may do everything.
+    pub fn token_auth(mut self, server: &TokenServer) -> Self {
+        self.token = Some(server.issuer());
         self
     }
 
@@ -48,6 +59,10 @@ impl RegistryBuilder {
     /// `/v2/` within 10 s, showing its log.
     pub fn start(self) -> TestRegistry {
         require_tool(REGISTRY_BIN, "docker-registry");
+        assert!(
+            self.htpasswd.is_none() || self.token.is_none(),
+            "a registry has htpasswd or token auth, not both"
+        );
         let dir = temp_dir();
         let storage = dir.path().join("storage");
         fs::create_dir(&storage).expect("creating the registry storage dir");
@@ -72,7 +87,11 @@ impl RegistryBuilder {
             storage,
             cert_dir,
             htpasswd_file,
-            credentials: self.htpasswd,
+            credentials: self.htpasswd.or_else(|| {
+                let (user, password) = self.token.as_ref()?.admin();
+                Some((user.to_owned(), password.to_owned()))
+            }),
+            token: self.token,
             read_only: self.read_only,
             marker,
             port: 0,
@@ -105,6 +124,7 @@ pub struct TestRegistry {
     cert_dir: Option<PathBuf>,
     htpasswd_file: Option<PathBuf>,
     credentials: Option<(String, String)>,
+    token: Option<Issuer>,
     read_only: bool,
     /// Sent back in an `X-Bundle-Test` header: tells our registry from
     /// whatever else may answer on the port.
@@ -119,7 +139,7 @@ impl TestRegistry {
         Self::builder().start()
     }
 
-    /// Options: htpasswd, TLS, read-only.
+    /// Options: htpasswd or token auth, TLS, read-only.
     pub fn builder() -> RegistryBuilder {
         RegistryBuilder::default()
     }
@@ -171,7 +191,8 @@ impl TestRegistry {
             .expect("this TestRegistry was started without .tls()")
     }
 
-    /// `(user, password)` when started with [`RegistryBuilder::htpasswd`].
+    /// `(user, password)` when started with [`RegistryBuilder::htpasswd`], or
+    /// the token server's admin user with [`RegistryBuilder::token_auth`].
     pub fn credentials(&self) -> Option<(&str, &str)> {
         self.credentials
             .as_ref()
@@ -200,14 +221,38 @@ impl TestRegistry {
         }
     }
 
-    /// `curl` arguments for talking to this registry: CA and credentials.
+    /// Whether it wants bearer tokens ([`RegistryBuilder::token_auth`]).
+    pub fn is_token_auth(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// `curl` arguments for talking to this registry: CA and credentials (with
+    /// token auth, a token for `/v2/` and the catalog only: see [`Self::curl_args_for`]).
     pub fn curl_args(&self) -> Vec<String> {
+        self.curl_args_with(&[Access::catalog()])
+    }
+
+    /// [`Self::curl_args`] that may also read, write and delete in `repo`
+    /// (with token auth the token names the repository; otherwise the same).
+    pub fn curl_args_for(&self, repo: &str) -> Vec<String> {
+        self.curl_args_with(&[
+            Access::catalog(),
+            Access::repository(repo, &["pull", "push", "delete"]),
+        ])
+    }
+
+    fn curl_args_with(&self, access: &[Access]) -> Vec<String> {
         let mut args = vec!["--silent".to_owned(), "--show-error".to_owned()];
         if self.is_tls() {
             args.push("--cacert".to_owned());
             args.push(self.ca_cert_path().display().to_string());
         }
-        if let Some((user, password)) = self.credentials() {
+        if let Some(issuer) = &self.token {
+            // Minted in process: what curl reads is not counted as token requests.
+            let token = issuer.mint(ADMIN, access, Duration::from_secs(600), false);
+            args.push("--header".to_owned());
+            args.push(format!("Authorization: Bearer {token}"));
+        } else if let Some((user, password)) = self.credentials() {
             args.push("--user".to_owned());
             args.push(format!("{user}:{password}"));
         }
@@ -219,6 +264,7 @@ impl TestRegistry {
             self.port,
             &self.storage,
             self.htpasswd_file.as_deref(),
+            self.token.as_ref(),
             self.cert_dir.as_deref(),
             self.read_only,
             &self.marker,
@@ -324,6 +370,7 @@ fn config_yaml(
     port: u16,
     storage: &Path,
     htpasswd: Option<&Path>,
+    token: Option<&Issuer>,
     cert_dir: Option<&Path>,
     read_only: bool,
     marker: &str,
@@ -347,6 +394,11 @@ fn config_yaml(
     if let Some(path) = htpasswd {
         let _ = writeln!(yaml, "auth:\n  htpasswd:\n    realm: bundle-test");
         let _ = writeln!(yaml, "    path: {}", path.display());
+    }
+    if let Some(issuer) = token {
+        let _ = writeln!(yaml, "auth:\n  token:\n    realm: {}", issuer.realm());
+        let _ = writeln!(yaml, "    service: {SERVICE}\n    issuer: {ISSUER}");
+        let _ = writeln!(yaml, "    rootcertbundle: {}", issuer.cert_pem().display());
     }
     let _ = writeln!(yaml, "http:\n  addr: 127.0.0.1:{port}");
     let _ = writeln!(yaml, "  headers:\n    X-Bundle-Test: [\"{marker}\"]");

@@ -161,7 +161,7 @@ pub fn skopeo_inspect_raw(registry: &TestRegistry, repo: &str, reference: &str) 
 /// media type; panics unless 200 and `Docker-Content-Digest` matches the body.
 pub fn fetch_manifest(registry: &TestRegistry, repo: &str, reference: &str) -> RemoteManifest {
     let url = format!("{}/v2/{repo}/manifests/{reference}", registry.url());
-    let mut args = registry.curl_args();
+    let mut args = registry.curl_args_for(repo);
     args.extend(["--header".to_owned(), format!("Accept: {ACCEPT_ALL}")]);
     let response = curl(&args, &url);
     assert_eq!(
@@ -317,7 +317,11 @@ pub fn seed_standard(registry: &TestRegistry, layout: &Layout) -> Vec<Pushed> {
 
 /// A fresh plain-HTTP registry seeded by [`seed_standard`] (a few hundred KB).
 pub fn standard_fixture() -> StandardFixture {
-    let registry = TestRegistry::start();
+    standard_fixture_on(TestRegistry::start())
+}
+
+/// `registry` (any auth or TLS, started and empty) seeded by [`seed_standard`].
+pub fn standard_fixture_on(registry: TestRegistry) -> StandardFixture {
     let layout_dir = temp_dir();
     let layout = standard_layout(&layout_dir.path().join("layout"));
     let images = seed_standard(&registry, &layout);
