@@ -16,7 +16,7 @@ use globset::{Glob, GlobMatcher};
 use crate::digest::{Digest, Hasher};
 use crate::files::read_capped;
 use crate::oci::{self, Descriptor, Platform};
-use crate::registry::{ImageReference, Registry};
+use crate::registry::{ImageReference, Registry, RegistryError};
 
 /// Manifest fetches in flight at once during enumeration.
 const FETCH_CONCURRENCY: usize = 8;
@@ -303,10 +303,15 @@ pub async fn enumerate(
             })
             .collect(),
         (Fetcher::Registry(reg), None) => {
-            let repos = reg
-                .catalog()
-                .await
-                .context("listing the catalog (/v2/_catalog)")?;
+            let repos = reg.catalog().await.map_err(|e| {
+                let hint = match e {
+                    RegistryError::NotGranted { .. } | RegistryError::Unauthorized { .. } => {
+                        " (without the catalog, name the images in a file: --images FILE)"
+                    }
+                    _ => "",
+                };
+                anyhow::Error::new(e).context(format!("listing the catalog (/v2/_catalog){hint}"))
+            })?;
             let repos: Vec<String> = repos
                 .into_iter()
                 .filter(|r| filters.may_select_repo(r))

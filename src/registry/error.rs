@@ -55,6 +55,16 @@ pub enum RegistryError {
         /// The token scope that was asked for, if any.
         scope: Option<String>,
     },
+    /// The registry took the credentials but does not grant what was asked (`insufficient_scope`).
+    #[error(
+        "{host} does not grant {scope} to these credentials (they are accepted; the account lacks that permission)"
+    )]
+    NotGranted {
+        /// The host that refused.
+        host: String,
+        /// The token scope that was asked for.
+        scope: String,
+    },
     /// Content did not hash to the digest it was asked by or announced with.
     #[error("{what}: digest mismatch, expected {expected}, found {found}")]
     DigestMismatch {

@@ -184,6 +184,23 @@ impl Session {
         }
     }
 
+    /// What a final `401` means: credentials refused, or (`insufficient_scope`)
+    /// accepted but not allowed `scope`.
+    fn refusal(&self, scope: &Scope, headers: &HeaderMap) -> RegistryError {
+        match parse_challenge(header_strs(headers, WWW_AUTHENTICATE)) {
+            Some(Challenge::Bearer(c))
+                if c.error.as_deref() == Some("insufficient_scope")
+                    && !matches!(self.credentials, Credentials::Anonymous) =>
+            {
+                RegistryError::NotGranted {
+                    host: self.host.clone(),
+                    scope: scope.as_token_scope().unwrap_or_default(),
+                }
+            }
+            _ => self.unauthorized(scope),
+        }
+    }
+
     /// `GET /v2/`: checks this is a registry and learns how it wants to be authenticated.
     pub async fn ping(&self) -> Result<(), RegistryError> {
         let url = self.base.join("v2/").map_err(|_| self.bad_base())?;
@@ -306,7 +323,7 @@ impl Session {
                 continue;
             }
             return Err(if own {
-                self.unauthorized(scope)
+                self.refusal(scope, resp.headers())
             } else {
                 RegistryError::Unauthorized {
                     host: host_port(url),
@@ -344,7 +361,7 @@ impl Session {
             .await
             .map_err(|e| transport_error(url, e))?;
         if resp.status().as_u16() == 401 {
-            return Err(self.unauthorized(scope));
+            return Err(self.refusal(scope, resp.headers()));
         }
         Small::read(resp, false, what).await
     }

@@ -151,7 +151,11 @@ fn without_catalog_access_create_needs_an_images_list() {
     let t = refused(
         &o,
         &out,
-        &["/v2/_catalog", "refused access for registry:catalog:*"],
+        &[
+            "/v2/_catalog",
+            "--images FILE",
+            "does not grant registry:catalog:* to these credentials",
+        ],
     );
     assert!(!t.contains("lister-pw"), "the password leaked: {t}");
     // The token server was asked for the catalog and left it out of the token.
@@ -197,7 +201,7 @@ fn a_user_allowed_only_openshift_gets_those_and_is_refused_the_rest() {
         &out,
         &[
             "library/busybox:1.36",
-            "refused access for repository:library/busybox:pull",
+            "does not grant repository:library/busybox:pull",
         ],
     );
     // Asked for, authenticated, and granted nothing.
@@ -537,7 +541,7 @@ fn a_pull_only_user_cannot_push_and_no_tag_is_made() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(
-        t.contains("refused access for repository:mirror/") && t.contains(":pull,push"),
+        t.contains("does not grant repository:mirror/") && t.contains(":pull,push"),
         "{t}"
     );
     assert!(!t.contains("mr-pw"), "the password leaked: {t}");
