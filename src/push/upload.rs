@@ -51,8 +51,8 @@ pub(super) struct Reading<'a> {
 
 impl Reading<'_> {
     /// Reads the volumes through the verify checks (findings go to `report`)
-    /// while uploading what the target lacks (counted in `stats`). Returns the
-    /// manifests the target refused for want of a child, with why.
+    /// while uploading what the target lacks (counted in `stats`). An upload
+    /// failure is the error; what the bundle's checks found is in `report`.
     pub fn run(
         self,
         progress: &mut dyn FnMut(u64, u64),
