@@ -9,6 +9,7 @@ mod common;
 mod create;
 mod extract;
 mod failures;
+mod faults;
 mod hostile;
 mod list;
 mod push;

@@ -1,8 +1,18 @@
 //! The bits of HTTP/1.1 the in-test servers share: reading a request or
-//! response head, body framing (length, chunked, until EOF) and percent
-//! coding. Blocking `std::io`, one connection per thread.
+//! response head, body framing (length, chunked, until EOF), percent coding,
+//! and for the proxies an accept loop ([`Server`]), a keep-alive request loop
+//! ([`serve_requests`]) and one forwarded request ([`send_upstream`]).
+//! Blocking `std::io`, one connection per thread.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Hop-by-hop headers a proxy does not pass on (it answers `100 Continue` itself).
+pub const HOP_BY_HOP: &[&str] = &["Connection", "Keep-Alive", "Expect", "Proxy-Connection"];
 
 /// A request or response head: start line and headers in order.
 pub struct Head {
@@ -69,6 +79,26 @@ impl Head {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
         out + "\r\n"
+    }
+
+    /// A request line's method, path and query (without `?`).
+    pub fn request_target(&self) -> (String, String, Option<String>) {
+        let mut parts = self.start.split(' ');
+        let method = parts.next().unwrap_or_default().to_owned();
+        let target = parts.next().unwrap_or_default();
+        match target.split_once('?') {
+            Some((path, query)) => (method, path.to_owned(), Some(query.to_owned())),
+            None => (method, target.to_owned(), None),
+        }
+    }
+
+    /// A status line's code (0 if it has none).
+    pub fn status(&self) -> u16 {
+        self.start
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
 
     /// How the body that follows this head is delimited.
@@ -189,4 +219,139 @@ pub fn percent_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Accepts connections on `127.0.0.1:0`, each served on its own thread;
+/// stops accepting on drop.
+#[derive(Debug)]
+pub struct Server {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds a loopback port and hands every connection to `serve`.
+    pub fn start(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a proxy on 127.0.0.1:0");
+        let port = listener
+            .local_addr()
+            .expect("reading the proxy address")
+            .port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (serve, stop2) = (Arc::new(serve), Arc::clone(&stop));
+        let accept = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let serve = Arc::clone(&serve);
+                std::thread::spawn(move || serve(stream));
+            }
+        });
+        Server {
+            port,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+/// Serves requests on one client connection until it closes: `handle` gets
+/// each request head with the connection's reader (at the request body) and
+/// writer, answers, and returns whether to close. A client asking for
+/// `Connection: close` (or speaking HTTP/1.0) gets it.
+pub fn serve_requests(
+    client: TcpStream,
+    mut handle: impl FnMut(&Head, &mut BufReader<TcpStream>, &mut TcpStream) -> io::Result<bool>,
+) -> io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut writer = client;
+    while let Some(head) = Head::read(&mut reader)? {
+        let client_close =
+            head.has_token("Connection", "close") || head.start.ends_with("HTTP/1.0");
+        let close = handle(&head, &mut reader, &mut writer)?;
+        writer.flush()?;
+        if close || client_close {
+            break;
+        }
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+    Ok(())
+}
+
+/// An upstream's answer to a forwarded request, its body not yet read.
+pub struct Upstream {
+    /// The response head as received.
+    pub head: Head,
+    /// Its status code.
+    pub status: u16,
+    /// How its body is delimited (no body for `HEAD`, 1xx, 204 and 304).
+    pub framing: Framing,
+    /// The connection, positioned at the body.
+    pub body: BufReader<TcpStream>,
+}
+
+/// Forwards one request to `upstream` (`HOST:PORT`) on a fresh connection
+/// (`Connection: close`, other hop-by-hop headers dropped, `Host` kept): its
+/// head, and its body read from `client_in`. Answers `100 Continue` to the
+/// client itself. Returns the answer with its body unread.
+pub fn send_upstream(
+    upstream: &str,
+    head: &Head,
+    client_in: &mut impl BufRead,
+    client_out: &mut impl Write,
+) -> io::Result<Upstream> {
+    let mut conn = TcpStream::connect(upstream)?;
+    conn.write_all(
+        head.render(HOP_BY_HOP, &[("Connection", "close")])
+            .as_bytes(),
+    )?;
+    if head.has_token("Expect", "100-continue") {
+        client_out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    match head.framing() {
+        // A request without a length has no body.
+        Framing::UntilEof => {}
+        framing => copy_body(client_in, &mut conn, framing, false)?,
+    }
+    conn.flush()?;
+    let mut body = BufReader::new(conn);
+    let response = Head::read(&mut body)?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "upstream closed without answering",
+        )
+    })?;
+    let status = response.status();
+    let is_head = head.start.starts_with("HEAD ");
+    let framing = if is_head || status == 204 || status == 304 || (100..200).contains(&status) {
+        Framing::Length(0)
+    } else {
+        response.framing()
+    };
+    Ok(Upstream {
+        head: response,
+        status,
+        framing,
+        body,
+    })
 }

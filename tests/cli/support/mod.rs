@@ -1,13 +1,16 @@
 //! Fixtures for tests against the real parts: Debian's `docker-registry`,
-//! `skopeo` as an independent client, OCI layouts generated on disk, a
-//! paging proxy for what the real registry does not do, and a token server.
+//! `skopeo` as an independent client, OCI layouts generated on disk,
+//! proxies for what the real registry does not do (paging, faults), and a token server.
 //!
 //! - [`registry`]: [`TestRegistry`], a real registry on loopback (htpasswd, TLS).
 //! - [`images`]: [`LayoutBuilder`], deterministic OCI image layouts.
 //! - [`seed`]: pushing with `skopeo`, reading manifests back with `curl`, and
 //!   [`standard_fixture`] / [`seed_many_repositories`].
 //! - [`proxy`]: [`PagingProxy`], paginates `tags/list` and counts requests.
-//! - [`http`]: the HTTP/1.1 framing the proxy and the token server share.
+//! - [`faults`]: [`FaultProxy`], injects resets, 5xx, 429, truncation, a
+//!   trickle or a flipped byte into chosen requests, and logs them all.
+//! - [`http`]: the HTTP/1.1 framing and forwarding the proxies and the token
+//!   server share.
 //! - [`token`]: [`TokenServer`], a Docker token server issuing signed JWTs to
 //!   users with per-repository rights, for registries with `auth: token`;
 //!   [`jwt`] signs the tokens.
@@ -18,6 +21,7 @@
 // Each test module uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod faults;
 pub mod http;
 pub mod images;
 pub mod jwt;
@@ -31,6 +35,7 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
+pub use faults::{Fault, FaultProxy, Kind, Logged, Rule};
 pub use images::{ImageSpec, LayerSpec, Layout, LayoutBuilder, Platform};
 pub use proxy::PagingProxy;
 pub use registry::TestRegistry;

@@ -11,13 +11,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use super::http::{Framing, Head, copy_body, percent_decode, percent_encode, read_body};
+use super::http::{
+    Framing, HOP_BY_HOP, Head, Server, copy_body, percent_decode, percent_encode, read_body,
+    send_upstream, serve_requests,
+};
 use super::registry::TestRegistry;
 
 /// One request the proxy received.
@@ -34,10 +34,8 @@ pub struct Request {
 /// The proxy; stops accepting on drop.
 #[derive(Debug)]
 pub struct PagingProxy {
-    port: u16,
     log: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl PagingProxy {
@@ -45,37 +43,17 @@ impl PagingProxy {
     /// pages of at most `tag_page_size`.
     pub fn start(upstream: &str, tag_page_size: usize) -> Self {
         assert!(tag_page_size > 0, "tag_page_size must be > 0");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy on 127.0.0.1:0");
-        let port = listener
-            .local_addr()
-            .expect("reading the proxy address")
-            .port();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let config = Arc::new(Config {
+        let config = Config {
             upstream: upstream.to_owned(),
             page: tag_page_size,
+        };
+        let log2 = Arc::clone(&log);
+        let server = Server::start(move |stream| {
+            // A client hanging up mid-request is not the proxy's failure.
+            let _ = serve_connection(stream, &config, &log2);
         });
-        let (log2, stop2) = (Arc::clone(&log), Arc::clone(&stop));
-        let accept = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let (config, log) = (Arc::clone(&config), Arc::clone(&log2));
-                std::thread::spawn(move || {
-                    // A client hanging up mid-request is not the proxy's failure.
-                    let _ = serve_connection(stream, &config, &log);
-                });
-            }
-        });
-        PagingProxy {
-            port,
-            log,
-            stop,
-            accept: Some(accept),
-        }
+        PagingProxy { log, server }
     }
 
     /// A proxy in front of `registry`, which must be plain HTTP.
@@ -86,7 +64,7 @@ impl PagingProxy {
 
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.server.port())
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -121,110 +99,47 @@ impl PagingProxy {
     }
 }
 
-impl Drop for PagingProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
-}
-
 struct Config {
     upstream: String,
     page: usize,
 }
-
-const HOP_BY_HOP: &[&str] = &["Connection", "Keep-Alive", "Expect", "Proxy-Connection"];
 
 fn serve_connection(
     client: TcpStream,
     config: &Config,
     log: &Mutex<Vec<Request>>,
 ) -> io::Result<()> {
-    client.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut reader = BufReader::new(client.try_clone()?);
-    let mut writer = client;
-    while let Some(head) = Head::read(&mut reader)? {
-        let mut parts = head.start.split(' ');
-        let method = parts.next().unwrap_or_default().to_owned();
-        let target = parts.next().unwrap_or_default().to_owned();
-        let (path, query) = match target.split_once('?') {
-            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-            None => (target.clone(), None),
-        };
+    serve_requests(client, |head, reader, writer| {
+        let (method, path, query) = head.request_target();
         log.lock().expect("proxy log lock").push(Request {
             method: method.clone(),
             path: path.clone(),
             query: query.clone(),
         });
-        let client_close =
-            head.has_token("Connection", "close") || head.start.ends_with("HTTP/1.0");
-        let close = if method == "GET" && path.starts_with("/v2/") && path.ends_with("/tags/list") {
-            page_tags(&head, &path, query.as_deref(), config, &mut writer)?
+        if method == "GET" && path.starts_with("/v2/") && path.ends_with("/tags/list") {
+            page_tags(head, &path, query.as_deref(), config, writer)
         } else {
-            forward(&head, &method, &mut reader, &mut writer, config)?
-        };
-        writer.flush()?;
-        if close || client_close {
-            break;
+            forward(head, reader, writer, config)
         }
-    }
-    let _ = writer.shutdown(Shutdown::Both);
-    Ok(())
+    })
 }
 
 /// Forwards one request and its response; returns whether to close the client connection.
 fn forward(
     head: &Head,
-    method: &str,
     client_in: &mut impl BufRead,
     client_out: &mut TcpStream,
     config: &Config,
 ) -> io::Result<bool> {
-    let mut upstream = TcpStream::connect(&config.upstream)?;
-    upstream.write_all(
-        head.render(HOP_BY_HOP, &[("Connection", "close")])
-            .as_bytes(),
-    )?;
-    if head.has_token("Expect", "100-continue") {
-        client_out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    match head.framing() {
-        // A request without a length has no body.
-        Framing::UntilEof => {}
-        framing => copy_body(client_in, &mut upstream, framing, false)?,
-    }
-    upstream.flush()?;
-    let mut upstream_in = BufReader::new(upstream);
-    let response = Head::read(&mut upstream_in)?.ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "upstream closed without answering",
-        )
-    })?;
-    let status: u16 = response
-        .start
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let framing =
-        if method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status) {
-            Framing::Length(0)
-        } else {
-            response.framing()
-        };
-    let close = framing == Framing::UntilEof;
+    let mut answer = send_upstream(&config.upstream, head, client_in, client_out)?;
+    let close = answer.framing == Framing::UntilEof;
     let extra: &[(&str, &str)] = if close {
         &[("Connection", "close")]
     } else {
         &[]
     };
-    client_out.write_all(response.render(HOP_BY_HOP, extra).as_bytes())?;
-    copy_body(&mut upstream_in, client_out, framing, false)?;
+    client_out.write_all(answer.head.render(HOP_BY_HOP, extra).as_bytes())?;
+    copy_body(&mut answer.body, client_out, answer.framing, false)?;
     Ok(close)
 }
 
