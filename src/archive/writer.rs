@@ -8,7 +8,7 @@
 //! entry too big for any volume). Volumes are hashed as they are written.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use zstd::stream::raw::{Encoder, Operation};
@@ -80,6 +80,16 @@ pub enum WriteError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Where the writer stood before an entry (see [`VolumeWriter::mark`]).
+pub struct Mark {
+    /// Volumes closed then.
+    closed: usize,
+    /// The volume open then: its running hash (which knows its length) and tar offset.
+    open: Option<(Hasher, u64)>,
+    /// Position in the tar stream.
+    tar_pos: u64,
 }
 
 struct OpenVolume {
@@ -172,6 +182,64 @@ impl VolumeWriter {
     /// Bytes of the uncompressed tar stream written so far.
     pub fn tar_position(&self) -> u64 {
         self.tar_pos
+    }
+
+    /// The writer's state before the next entry, to [`VolumeWriter::rewind`] to
+    /// if that entry fails (a source that broke off, content that did not hash
+    /// to its digest) and is to be written again.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            closed: self.closed.len(),
+            open: self
+                .current
+                .as_ref()
+                .map(|v| (v.hasher.clone(), v.tar_offset)),
+            tar_pos: self.tar_pos,
+        }
+    }
+
+    /// Takes the volumes back to `mark`: files begun since are removed, the
+    /// volume open then is cut back to its length then (and reopened if it was
+    /// closed since), and its running hash restored. What is written next
+    /// lands exactly where it would have without the failed entry.
+    pub fn rewind(&mut self, mark: Mark) -> Result<(), WriteError> {
+        if let Some(mut vol) = self.current.take() {
+            // Dropped, not synced: its tail is about to be cut or removed.
+            vol.wait_flush()?;
+        }
+        let keep = mark.closed + usize::from(mark.open.is_some());
+        for index in keep..self.closed.len().max(keep) + 1 {
+            let path = self.dir.join(volume_name(index));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(WriteError::Io { path, source }),
+            }
+        }
+        self.closed.truncate(mark.closed);
+        self.tar_pos = mark.tar_pos;
+        if let Some((hasher, tar_offset)) = mark.open {
+            let index = mark.closed;
+            let path = self.dir.join(volume_name(index));
+            let io_err = |source| WriteError::Io {
+                path: path.clone(),
+                source,
+            };
+            let file = File::options().write(true).open(&path).map_err(io_err)?;
+            file.set_len(hasher.len()).map_err(io_err)?;
+            let mut file = BufWriter::with_capacity(BUF_SIZE, file);
+            file.seek(io::SeekFrom::End(0)).map_err(io_err)?;
+            self.current = Some(OpenVolume {
+                index,
+                path: path.clone(),
+                file,
+                hasher,
+                tar_offset,
+                unflushed: 0,
+                flushing: None,
+            });
+        }
+        Ok(())
     }
 
     /// Writes one regular-file entry whose content `data` must be exactly
