@@ -18,7 +18,7 @@ use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::archive::writer::VolumeWriter;
+use crate::archive::writer::{VolumeWriter, WriteError};
 use crate::digest::Digest;
 use crate::files::write_atomic;
 use crate::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, Volume};
@@ -259,7 +259,13 @@ struct Job {
     media_type: Option<String>,
     data: JobData,
     images_done: usize,
+    /// Opens the content again (registry blobs): a blob whose body broke off
+    /// for good or did not hash to its digest is fetched once more.
+    refetch: Option<Refetch>,
 }
+
+/// Opens a blob's content again, from the writer's thread.
+type Refetch = Box<dyn FnOnce() -> anyhow::Result<JobData> + Send>;
 
 enum JobData {
     Bytes(Bytes),
@@ -281,6 +287,7 @@ async fn send_jobs(
         media_type,
         data: JobData::Bytes(bytes),
         images_done: 0,
+        refetch: None,
     };
     let layout = Bytes::from_static(oci::OCI_LAYOUT_FILE);
     tx.send(small(EntryKind::OciLayout, layout, None))
@@ -304,21 +311,27 @@ async fn send_jobs(
                     .open_blob(repo, descriptor)
                     .await
                     .with_context(|| format!("fetching blob {} of {repo}", descriptor.digest))?;
-                let data = match source {
-                    BlobSource::File(reader) => JobData::File(reader),
-                    BlobSource::Stream(mut stream) => {
-                        let (ctx, crx) = mpsc::channel(CHUNKS_AHEAD);
-                        tokio::spawn(async move {
-                            while let Some(chunk) = stream.next().await {
-                                let failed = chunk.is_err();
-                                if ctx.send(chunk.map_err(io::Error::other)).await.is_err()
-                                    || failed
-                                {
-                                    break;
-                                }
+                let handle = tokio::runtime::Handle::current();
+                let (data, refetch) = match source {
+                    BlobSource::File(reader) => (JobData::File(reader), None),
+                    BlobSource::Stream(stream) => {
+                        let refetch: Option<Refetch> = match fetcher {
+                            Fetcher::Registry(reg) => {
+                                let (reg, repo, d) =
+                                    (reg.clone(), repo.clone(), descriptor.clone());
+                                let handle = handle.clone();
+                                Some(Box::new(move || {
+                                    let stream = handle
+                                        .block_on(reg.blob(&repo, &d.digest, d.size))
+                                        .with_context(|| {
+                                            format!("fetching blob {} of {repo} again", d.digest)
+                                        })?;
+                                    Ok(forward(stream, &handle))
+                                }))
                             }
-                        });
-                        JobData::Channel(crx)
+                            Fetcher::Layout(_) => None,
+                        };
+                        (forward(stream, &handle), refetch)
                     }
                 };
                 Job {
@@ -328,6 +341,7 @@ async fn send_jobs(
                     media_type: Some(descriptor.media_type.clone()),
                     data,
                     images_done,
+                    refetch,
                 }
             }
         };
@@ -341,6 +355,20 @@ async fn send_jobs(
     .await
     .map_err(|_| closed())?;
     Ok(())
+}
+
+/// Hands a registry body to the writer through a small channel, on `handle`.
+fn forward(mut stream: crate::registry::BlobStream, handle: &tokio::runtime::Handle) -> JobData {
+    let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+    handle.spawn(async move {
+        while let Some(chunk) = stream.next().await {
+            let failed = chunk.is_err();
+            if tx.send(chunk.map_err(io::Error::other)).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    JobData::Channel(rx)
 }
 
 /// Entries, volumes, tar size, and the platform of each image config seen.
@@ -360,30 +388,45 @@ fn write_entries(
     let mut writer = VolumeWriter::new(out, volume_size, level)?;
     let mut entries = Vec::new();
     let mut platforms = HashMap::new();
-    while let Some(job) = jobs.blocking_recv() {
+    while let Some(mut job) = jobs.blocking_recv() {
         let path = job.kind.path(&job.digest);
-        let mut reader: Box<dyn Read> = match job.data {
-            JobData::Bytes(b) => Box::new(b.reader()),
-            JobData::Channel(rx) => Box::new(ChannelReader {
-                rx,
-                current: Bytes::new(),
-            }),
-            JobData::File(f) => Box::new(f),
-        };
         let is_config =
             job.media_type.as_deref().is_some_and(oci::is_config) && job.size <= MAX_CONFIG_READ;
-        let mut counted = Counted {
-            inner: &mut reader,
-            progress: &progress,
-            copy: is_config.then(Vec::new),
+        let mut data = std::mem::replace(&mut job.data, JobData::Bytes(Bytes::new()));
+        let (placement, copy) = loop {
+            let mark = writer.mark();
+            let mut reader: Box<dyn Read> = match data {
+                JobData::Bytes(b) => Box::new(b.reader()),
+                JobData::Channel(rx) => Box::new(ChannelReader {
+                    rx,
+                    current: Bytes::new(),
+                }),
+                JobData::File(f) => Box::new(f),
+            };
+            let mut counted = Counted {
+                inner: &mut reader,
+                progress: &progress,
+                copy: is_config.then(Vec::new),
+            };
+            match writer.add_entry(&path, job.size, &mut counted) {
+                Ok(placement) => break (placement, counted.copy),
+                Err(WriteError::Source { source, .. }) if job.refetch.is_some() => {
+                    // Once: a body that broke off for good, or did not hash to its digest.
+                    tracing::warn!(digest = %job.digest, error = %source, "fetching the blob again");
+                    writer.rewind(mark)?;
+                    let refetch = job.refetch.take().context("refetch taken")?;
+                    data = refetch()?;
+                }
+                Err(source) => {
+                    return Err(EntryFailed {
+                        digest: job.digest,
+                        source,
+                    }
+                    .into());
+                }
+            }
         };
-        let placement = writer
-            .add_entry(&path, job.size, &mut counted)
-            .map_err(|source| EntryFailed {
-                digest: job.digest,
-                source,
-            })?;
-        if let Some(p) = counted.copy.as_deref().and_then(oci::config_platform) {
+        if let Some(p) = copy.as_deref().and_then(oci::config_platform) {
             platforms.insert(job.digest, p.to_string());
         }
         entries.push(Entry {

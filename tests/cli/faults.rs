@@ -436,10 +436,43 @@ fn a_byte_flipped_on_every_attempt_fails_naming_the_blob_and_signs_nothing() {
     assert_nothing_signed(&out, &keys);
     let flips = proxy.faulted();
     assert!(
-        !flips.is_empty() && flips.iter().all(|r| r.sent == helm.size),
+        flips.iter().all(|r| r.sent == helm.size),
         "the flipped body kept its length:\n{}",
         proxy.log_text()
     );
+    // Fetched once more after the mismatch, then given up.
+    assert_eq!(flips.len(), 2, "{}", proxy.log_text());
+}
+
+#[test]
+fn a_byte_flipped_once_is_fetched_again_and_the_bundle_is_the_source() {
+    let fx = standard_fixture();
+    let proxy = FaultProxy::in_front_of(&fx.registry);
+    // The base layer, needed by most images; the proptest in the archive covers rewinds across volumes.
+    let base = base_layer(&fx);
+    proxy.add(
+        Rule::new(Kind::BlobGet, Fault::FlipByte)
+            .paths(&[&base.digest])
+            .first(1),
+    );
+    let keys = keygen();
+    let tmp = temp_dir();
+    let out = tmp.path().join("bundle");
+    let o = create_via(&proxy, &out, &keys.secret);
+    assert_exit(&o, 0, &proxy);
+    assert_eq!(proxy.faulted().len(), 1, "{}", proxy.log_text());
+    let gets = proxy
+        .log()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&base.digest))
+        .count();
+    assert_eq!(
+        gets,
+        2,
+        "fetched again after the mismatch:\n{}",
+        proxy.log_text()
+    );
+    assert_bundle_is_the_source(&out, &keys, &fx);
 }
 
 #[test]
