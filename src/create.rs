@@ -24,7 +24,7 @@ use crate::files::write_atomic;
 use crate::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, Volume};
 use crate::oci::{self, Descriptor, LayoutIndex};
 use crate::sign::SecretKey;
-use crate::source::{BlobSource, Fetcher, Item, Plan, SourceSpec};
+use crate::source::{BlobSource, FailedImage, Fetcher, Item, Plan, PlannedImage, SourceSpec};
 
 /// Blobs fetched ahead of the one being written.
 const JOBS_AHEAD: usize = 3;
@@ -42,6 +42,8 @@ pub struct CreateOptions {
     pub level: i32,
     /// How bundle.json names the source.
     pub source: SourceSpec,
+    /// Leave out the images a blob cannot be fetched for, instead of failing.
+    pub keep_going: bool,
 }
 
 /// Progress of a create run.
@@ -82,6 +84,9 @@ pub struct CreateReport {
     pub warnings: Vec<String>,
     /// Digest of bundle.json.
     pub manifest_digest: Digest,
+    /// Images left out with `--keep-going`, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedImage>,
 }
 
 /// Refuses an output directory that already holds bundle files (checked
@@ -114,10 +119,18 @@ pub async fn write_bundle(
     key: &SecretKey,
     progress: Progress,
 ) -> anyhow::Result<CreateReport> {
+    if let (true, Some(first)) = (plan.images.is_empty(), plan.failed.first()) {
+        bail!(
+            "no image could be bundled: {} failed; {}: {}",
+            plan.failed.len(),
+            first.reference,
+            first.reason
+        );
+    }
     if plan.images.is_empty() {
         bail!("no images matched: nothing to bundle");
     }
-    let index_json = layout_index(&plan);
+    let index_json = layout_index(plan.images.iter());
     progress(Event::Planned {
         images: plan.images.len(),
         bytes: plan.total_bytes() + (oci::OCI_LAYOUT_FILE.len() + index_json.len()) as u64,
@@ -132,7 +145,14 @@ pub async fn write_bundle(
             opts.level,
             progress.clone(),
         );
-        std::thread::spawn(move || write_entries(&out, size, level, job_rx, progress))
+        // With --keep-going, index.json is made again without the images left out.
+        let rebuild: Option<RebuildIndex> = opts.keep_going.then(|| {
+            let images = plan.images.clone();
+            Box::new(move |failed: &HashMap<Digest, String>| {
+                layout_index(images.iter().filter(|i| !needs_any(i, failed)))
+            }) as RebuildIndex
+        });
+        std::thread::spawn(move || write_entries(&out, size, level, job_rx, rebuild, progress))
     };
     let sent = send_jobs(fetcher, &plan, index_json, &job_tx).await;
     drop(job_tx);
@@ -140,7 +160,7 @@ pub async fn write_bundle(
         .join()
         .map_err(|_| anyhow::anyhow!("the volume writer thread panicked"))?;
     // A writer error explains a failed send better than the send itself.
-    let (entries, volumes, tar_size, config_platforms) = written.map_err(|e| {
+    let (entries, volumes, tar_size, config_platforms, failed_blobs) = written.map_err(|e| {
         let needed_by = e.downcast_ref::<EntryFailed>().map(|failed| {
             plan.images
                 .iter()
@@ -157,6 +177,24 @@ pub async fn write_bundle(
         }
     })?;
     sent?;
+    let mut failed: Vec<FailedImage> = plan.failed.clone();
+    let kept: Vec<&PlannedImage> = plan
+        .images
+        .iter()
+        .filter(|i| {
+            let why = i.blobs.iter().find_map(|d| failed_blobs.get(d));
+            if let Some(why) = why {
+                failed.push(FailedImage {
+                    reference: i.reference.clone(),
+                    reason: why.clone(),
+                });
+            }
+            why.is_none()
+        })
+        .collect();
+    if kept.is_empty() {
+        bail!("no image could be bundled: {} failed", failed.len());
+    }
 
     let mut id = [0u8; 16];
     rand::Rng::fill(&mut rand::thread_rng(), &mut id);
@@ -174,8 +212,7 @@ pub async fn write_bundle(
         tar_size,
         volumes,
         entries,
-        images: plan
-            .images
+        images: kept
             .iter()
             .map(|i| Image {
                 reference: i.reference.clone(),
@@ -225,17 +262,16 @@ pub async fn write_bundle(
         volumes: m.volumes,
         warnings: plan.warnings,
         manifest_digest: Digest::of(&bytes),
+        failed,
     })
 }
 
 /// The layout's index.json: one entry per image, sorted, with skopeo's ref name.
-fn layout_index(plan: &Plan) -> Bytes {
+fn layout_index<'a>(images: impl Iterator<Item = &'a PlannedImage>) -> Bytes {
     let index = LayoutIndex {
         schema_version: 2,
         media_type: Some(oci::OCI_INDEX.into()),
-        manifests: plan
-            .images
-            .iter()
+        manifests: images
             .map(|i| Descriptor {
                 media_type: i.top.media_type.clone(),
                 digest: i.top.digest,
@@ -251,6 +287,14 @@ fn layout_index(plan: &Plan) -> Bytes {
     };
     Bytes::from(serde_json::to_vec(&index).expect("index serializes"))
 }
+
+/// Whether `image` needs any of the `failed` blobs.
+fn needs_any(image: &PlannedImage, failed: &HashMap<Digest, String>) -> bool {
+    image.blobs.iter().any(|d| failed.contains_key(d))
+}
+
+/// Makes index.json again without the images that need a failed blob.
+type RebuildIndex = Box<dyn FnOnce(&HashMap<Digest, String>) -> Bytes + Send>;
 
 struct Job {
     kind: EntryKind,
@@ -307,31 +351,33 @@ async fn send_jobs(
                 ..small(EntryKind::Blob, bytes.clone(), Some(media_type.clone()))
             },
             Item::Blob { repo, descriptor } => {
-                let source = fetcher
-                    .open_blob(repo, descriptor)
-                    .await
-                    .with_context(|| format!("fetching blob {} of {repo}", descriptor.digest))?;
                 let handle = tokio::runtime::Handle::current();
-                let (data, refetch) = match source {
-                    BlobSource::File(reader) => (JobData::File(reader), None),
-                    BlobSource::Stream(stream) => {
-                        let refetch: Option<Refetch> = match fetcher {
-                            Fetcher::Registry(reg) => {
-                                let (reg, repo, d) =
-                                    (reg.clone(), repo.clone(), descriptor.clone());
-                                let handle = handle.clone();
-                                Some(Box::new(move || {
-                                    let stream = handle
-                                        .block_on(reg.blob(&repo, &d.digest, d.size))
-                                        .with_context(|| {
-                                            format!("fetching blob {} of {repo} again", d.digest)
-                                        })?;
-                                    Ok(forward(stream, &handle))
-                                }))
-                            }
-                            Fetcher::Layout(_) => None,
-                        };
-                        (forward(stream, &handle), refetch)
+                let refetch: Option<Refetch> = match fetcher {
+                    Fetcher::Registry(reg) => {
+                        let (reg, repo, d) = (reg.clone(), repo.clone(), descriptor.clone());
+                        let handle = handle.clone();
+                        Some(Box::new(move || {
+                            let stream = handle
+                                .block_on(reg.blob(&repo, &d.digest, d.size))
+                                .with_context(|| {
+                                    format!("fetching blob {} of {repo} again", d.digest)
+                                })?;
+                            Ok(forward(stream, &handle))
+                        }))
+                    }
+                    Fetcher::Layout(_) => None,
+                };
+                // A blob that cannot even be opened is handed to the writer as a
+                // failing source, so it is fetched again (and, with --keep-going,
+                // left out) like one whose body breaks off.
+                let data = match fetcher.open_blob(repo, descriptor).await {
+                    Ok(BlobSource::File(reader)) => JobData::File(reader),
+                    Ok(BlobSource::Stream(stream)) => forward(stream, &handle),
+                    Err(e) => {
+                        let e = e.context(format!("fetching blob {} of {repo}", descriptor.digest));
+                        let (tx, rx) = mpsc::channel(1);
+                        let _ = tx.try_send(Err(io::Error::other(format!("{e:#}"))));
+                        JobData::Channel(rx)
                     }
                 };
                 Job {
@@ -371,8 +417,15 @@ fn forward(mut stream: crate::registry::BlobStream, handle: &tokio::runtime::Han
     JobData::Channel(rx)
 }
 
-/// Entries, volumes, tar size, and the platform of each image config seen.
-type Written = (Vec<Entry>, Vec<Volume>, u64, HashMap<Digest, String>);
+/// Entries, volumes, tar size, the platform of each image config seen, and
+/// the blobs left out (with `--keep-going`) with why.
+type Written = (
+    Vec<Entry>,
+    Vec<Volume>,
+    u64,
+    HashMap<Digest, String>,
+    HashMap<Digest, String>,
+);
 
 /// Image configs larger than this are not read for their platform.
 const MAX_CONFIG_READ: u64 = 1 << 20;
@@ -383,12 +436,21 @@ fn write_entries(
     volume_size: u64,
     level: i32,
     mut jobs: mpsc::Receiver<Job>,
+    mut rebuild: Option<RebuildIndex>,
     progress: Progress,
 ) -> anyhow::Result<Written> {
     let mut writer = VolumeWriter::new(out, volume_size, level)?;
     let mut entries = Vec::new();
     let mut platforms = HashMap::new();
+    let mut failed: HashMap<Digest, String> = HashMap::new();
     while let Some(mut job) = jobs.blocking_recv() {
+        if job.kind == EntryKind::Index && !failed.is_empty() {
+            let rebuild = rebuild.take().context("index.json made twice")?;
+            let index = rebuild(&failed);
+            job.digest = Digest::of(&index);
+            job.size = index.len() as u64;
+            job.data = JobData::Bytes(index);
+        }
         let path = job.kind.path(&job.digest);
         let is_config =
             job.media_type.as_deref().is_some_and(oci::is_config) && job.size <= MAX_CONFIG_READ;
@@ -409,13 +471,28 @@ fn write_entries(
                 copy: is_config.then(Vec::new),
             };
             match writer.add_entry(&path, job.size, &mut counted) {
-                Ok(placement) => break (placement, counted.copy),
+                Ok(placement) => break (Some(placement), counted.copy),
                 Err(WriteError::Source { source, .. }) if job.refetch.is_some() => {
                     // Once: a body that broke off for good, or did not hash to its digest.
                     tracing::warn!(digest = %job.digest, error = %source, "fetching the blob again");
                     writer.rewind(mark)?;
                     let refetch = job.refetch.take().context("refetch taken")?;
-                    data = refetch()?;
+                    data = match refetch() {
+                        Ok(data) => data,
+                        Err(e) if rebuild.is_some() => {
+                            failed.insert(job.digest, format!("blob {}: {e:#}", job.digest));
+                            break (None, None);
+                        }
+                        Err(e) => return Err(e),
+                    };
+                }
+                Err(source @ WriteError::Source { .. }) if rebuild.is_some() => {
+                    // --keep-going: leave it (and the images needing it) out.
+                    writer.rewind(mark)?;
+                    let why = format!("{:#}", anyhow::Error::new(source));
+                    tracing::warn!(digest = %job.digest, "left out: {why}");
+                    failed.insert(job.digest, format!("blob {}: {why}", job.digest));
+                    break (None, None);
                 }
                 Err(source) => {
                     return Err(EntryFailed {
@@ -425,6 +502,9 @@ fn write_entries(
                     .into());
                 }
             }
+        };
+        let Some(placement) = placement else {
+            continue;
         };
         if let Some(p) = copy.as_deref().and_then(oci::config_platform) {
             platforms.insert(job.digest, p.to_string());
@@ -443,7 +523,7 @@ fn write_entries(
         }
     }
     let (volumes, tar_size) = writer.finish()?;
-    Ok((entries, volumes, tar_size, platforms))
+    Ok((entries, volumes, tar_size, platforms, failed))
 }
 
 /// Writing one entry failed.

@@ -274,6 +274,17 @@ pub struct Plan {
     pub items: Vec<Item>,
     /// Notes for the user (images skipped and why).
     pub warnings: Vec<String>,
+    /// Images whose manifests could not be fetched (with `--keep-going`).
+    pub failed: Vec<FailedImage>,
+}
+
+/// An image left out of the bundle.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailedImage {
+    /// `repo:tag`.
+    pub reference: String,
+    /// Why.
+    pub reason: String,
 }
 
 impl Plan {
@@ -375,18 +386,36 @@ pub async fn plan(
     source: &SourceSpec,
     filters: &Filters,
     wanted: Vec<Wanted>,
+    keep_going: bool,
 ) -> anyhow::Result<Plan> {
-    let trees: Vec<(Wanted, Tree)> = stream::iter(wanted)
+    let fetched = stream::iter(wanted)
         .map(|w| async move {
             let tree = fetch_tree(fetcher, filters, &w)
                 .await
-                .with_context(|| format!("fetching {}", w.ref_name()))?;
-            anyhow::Ok((w, tree))
+                .with_context(|| format!("fetching {}", w.ref_name()));
+            (w, tree)
         })
-        .buffered(FETCH_CONCURRENCY)
-        .try_collect()
-        .await?;
+        .buffered(FETCH_CONCURRENCY);
     let mut plan = Plan::default();
+    let trees: Vec<(Wanted, Tree)> = if keep_going {
+        let mut trees = Vec::new();
+        for (w, tree) in fetched.collect::<Vec<_>>().await {
+            match tree {
+                Ok(tree) => trees.push((w, tree)),
+                Err(e) => plan.failed.push(FailedImage {
+                    reference: w.ref_name(),
+                    reason: format!("{e:#}"),
+                }),
+            }
+        }
+        trees
+    } else {
+        // The first failure ends the run at once.
+        fetched
+            .map(|(w, tree)| tree.map(|t| (w, t)))
+            .try_collect()
+            .await?
+    };
     let mut seen = HashSet::new();
     for (w, tree) in trees {
         if tree.kept_children == 0 && tree.is_index {

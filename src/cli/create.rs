@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::options::{RegistryArgs, parse_size};
-use super::{EXIT_OK, human_bytes, print_json};
+use super::{EXIT_OK, EXIT_PARTIAL, human_bytes, print_json};
 use crate::create::{self, CreateOptions, Event};
 use crate::registry::Registry;
 use crate::sign::SecretKey;
@@ -52,6 +52,11 @@ pub struct Args {
     /// zstd compression level (gzip layers do not compress at any level; 1 is twice as fast as 3).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(i32).range(-7..=19))]
     compression_level: i32,
+    /// Leave out an image whose manifest or blob cannot be fetched (after the
+    /// retries and one more fetch) and bundle the others; they are listed and
+    /// the exit code is 3.
+    #[arg(long)]
+    keep_going: bool,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -126,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         };
         let wanted = source::enumerate(&fetcher, &filters, images).await?;
         bar.set_message(format!("fetching the manifests of {} images", wanted.len()));
-        let plan = source::plan(&fetcher, &spec, &filters, wanted).await?;
+        let plan = source::plan(&fetcher, &spec, &filters, wanted, args.keep_going).await?;
         let done = Arc::new(AtomicUsize::new(0));
         let total_images = plan.images.len();
         let progress: create::Progress = {
@@ -156,14 +161,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             volume_size: args.volume_size,
             level: args.compression_level,
             source: spec.clone(),
+            keep_going: args.keep_going,
         };
         create::write_bundle(&fetcher, plan, &opts, &key, progress).await
     });
     bar.finish_and_clear();
     let report = report?;
+    let code = if report.failed.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    };
     if args.json {
         print_json(&report)?;
-        return Ok(EXIT_OK);
+        return Ok(code);
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");
@@ -184,5 +195,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         report.manifest_digest,
         key.key_id()
     );
-    Ok(EXIT_OK)
+    if !report.failed.is_empty() {
+        eprintln!(
+            "PARTIAL: {} image(s) left out (--keep-going); the bundle holds only the others:",
+            report.failed.len()
+        );
+        for f in &report.failed {
+            eprintln!("  {}: {}", f.reference, f.reason);
+        }
+    }
+    Ok(code)
 }

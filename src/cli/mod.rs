@@ -20,6 +20,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_BAD_BUNDLE: u8 = 1;
 /// Exit code: usage or operational error (bad arguments, network, disk, missing files).
 pub const EXIT_ERROR: u8 = 2;
+/// Exit code: `create --keep-going` wrote a bundle without some images (listed).
+pub const EXIT_PARTIAL: u8 = 3;
 
 /// Move container images into air-gapped networks on removable media, with
 /// proof that nothing changed on the way.

@@ -609,3 +609,66 @@ fn a_push_through_5xx_on_uploads_tags_the_source_digests_or_nothing() {
         }
     }
 }
+
+#[test]
+fn keep_going_leaves_out_the_images_that_cannot_be_fetched_and_exits_3() {
+    let fx = standard_fixture();
+    let proxy = FaultProxy::in_front_of(&fx.registry);
+    let helm = helm_layer(&fx);
+    // tools/helm's layer never comes; library/nginx's manifest never comes.
+    proxy.add(
+        Rule::new(Kind::BlobGet, Fault::Status(503))
+            .paths(&[&helm.digest])
+            .always(),
+    );
+    proxy.add(
+        Rule::new(Kind::ManifestGet, Fault::Status(503))
+            .paths(&["/v2/library/nginx/"])
+            .always(),
+    );
+    let keys = keygen();
+    let tmp = temp_dir();
+    let out = tmp.path().join("bundle");
+    let o = bundle_cmd()
+        .arg("create")
+        .arg("--out")
+        .arg(&out)
+        .arg("--key")
+        .arg(&keys.secret)
+        .args([
+            "--from",
+            &proxy.host(),
+            "--tls-verify=false",
+            "--keep-going",
+        ])
+        .args(["--volume-size", "256K"])
+        .timeout(HANG)
+        .output()
+        .unwrap();
+    assert_exit(&o, 3, &proxy);
+    let t = text(&o);
+    assert!(t.contains("PARTIAL: 2 image(s) left out"), "{t}");
+    assert!(
+        t.contains("tools/helm:3.14") && t.contains(&helm.digest),
+        "{t}"
+    );
+    assert!(t.contains("library/nginx:1.25") && t.contains("503"), "{t}");
+    let v = verify(&out, &keys.public, &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    let mut want: Vec<String> = fx
+        .images
+        .iter()
+        .map(|p| p.reference())
+        .filter(|r| r != "tools/helm:3.14" && r != "library/nginx:1.25")
+        .collect();
+    want.sort();
+    assert_eq!(listed_references(&out, &keys.public), want);
+    // Without --keep-going the same faults fail the run, and nothing is signed.
+    let out2 = tmp.path().join("strict");
+    let o = create_via(&proxy, &out2, &keys.secret);
+    assert_exit(&o, 2, &proxy);
+    assert!(
+        !out2.join("bundle.json").exists(),
+        "a failed run signs nothing"
+    );
+}
