@@ -134,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let dir = args
             .mirror_config
             .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("bundle-mirror-{}", &id[..id.len().min(12)])));
+            .unwrap_or_else(|| PathBuf::from(format!("bundle-mirror-{id}")));
         let pushed: Vec<_> = report
             .images
             .iter()
