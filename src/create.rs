@@ -374,10 +374,7 @@ async fn send_jobs(
                     Ok(BlobSource::File(reader)) => JobData::File(reader),
                     Ok(BlobSource::Stream(stream)) => forward(stream, &handle),
                     Err(e) => {
-                        let e = e.context(format!("fetching blob {} of {repo}", descriptor.digest));
-                        let (tx, rx) = mpsc::channel(1);
-                        let _ = tx.try_send(Err(io::Error::other(format!("{e:#}"))));
-                        JobData::Channel(rx)
+                        failing(e.context(format!("fetching blob {} of {repo}", descriptor.digest)))
                     }
                 };
                 Job {
@@ -414,6 +411,13 @@ fn forward(mut stream: crate::registry::BlobStream, handle: &tokio::runtime::Han
             }
         }
     });
+    JobData::Channel(rx)
+}
+
+/// Content whose first read fails with `e` (a blob that could not be opened).
+fn failing(e: anyhow::Error) -> JobData {
+    let (tx, rx) = mpsc::channel(1);
+    let _ = tx.try_send(Err(io::Error::other(format!("{e:#}"))));
     JobData::Channel(rx)
 }
 
@@ -472,21 +476,22 @@ fn write_entries(
             };
             match writer.add_entry(&path, job.size, &mut counted) {
                 Ok(placement) => break (Some(placement), counted.copy),
-                Err(WriteError::Source { source, .. }) if job.refetch.is_some() => {
+                Err(e @ (WriteError::Source { .. } | WriteError::Short { .. }))
+                    if job.refetch.is_some() =>
+                {
                     // Once: a body that broke off for good, or did not hash to its digest.
-                    tracing::warn!(digest = %job.digest, error = %source, "fetching the blob again");
+                    tracing::warn!(digest = %job.digest, error = %e, "fetching the blob again");
                     writer.rewind(mark)?;
                     let refetch = job.refetch.take().context("refetch taken")?;
                     data = match refetch() {
                         Ok(data) => data,
-                        Err(e) if rebuild.is_some() => {
-                            failed.insert(job.digest, format!("blob {}: {e:#}", job.digest));
-                            break (None, None);
-                        }
-                        Err(e) => return Err(e),
+                        // Handed on as a failing source: left out or named below.
+                        Err(e) => failing(e),
                     };
                 }
-                Err(source @ WriteError::Source { .. }) if rebuild.is_some() => {
+                Err(source @ (WriteError::Source { .. } | WriteError::Short { .. }))
+                    if rebuild.is_some() =>
+                {
                     // --keep-going: leave it (and the images needing it) out.
                     writer.rewind(mark)?;
                     let why = format!("{:#}", anyhow::Error::new(source));
