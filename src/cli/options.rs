@@ -67,6 +67,35 @@ impl RegistryArgs {
     }
 }
 
+/// The bundle to read and the key to trust it with (verify, extract, push).
+#[derive(clap::Args, Debug)]
+pub struct BundleArgs {
+    /// The bundle directory (holding bundle.json and its signature).
+    pub dir: PathBuf,
+    /// The trusted public key (minisign format), received out of band.
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: PathBuf,
+    /// Also look for volumes in DIR (several media mounted apart); repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub volumes_from: Vec<PathBuf>,
+}
+
+impl BundleArgs {
+    /// The trusted key, with a loud warning when it is the repository's demo key.
+    pub fn key(&self) -> anyhow::Result<crate::sign::PublicKey> {
+        let key = crate::sign::PublicKey::from_file(&self.pubkey)?;
+        super::verify::warn_demo_key(&key);
+        Ok(key)
+    }
+
+    /// Where volumes are looked for: the bundle directory, then the other media.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        std::iter::once(self.dir.clone())
+            .chain(self.volumes_from.iter().cloned())
+            .collect()
+    }
+}
+
 /// Parses sizes like `700M`, `4G`, `4GiB`, `65536` (K, M, G, T are powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -5,28 +5,22 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use super::options::BundleArgs;
 use super::options::RegistryArgs;
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::push::{
     self, Destination, ExistingTags, PushOptions, PushReport, RepoLayout, TagOutcome,
 };
 use crate::registry::{Registry, is_valid_repository};
-use crate::sign::PublicKey;
 
 /// Arguments of `bundle push`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The bundle directory (holding bundle.json and its signature).
-    dir: PathBuf,
+    #[command(flatten)]
+    bundle: BundleArgs,
     /// The target: REGISTRY[/PREFIX]; `openshift/php:5.5` goes to REGISTRY/PREFIX/openshift/php:5.5.
     #[arg(long, value_name = "REGISTRY[/PREFIX]")]
     to: String,
-    /// The trusted public key (minisign format), received out of band.
-    #[arg(long, value_name = "FILE")]
-    pubkey: PathBuf,
-    /// Also look for volumes in DIR (several media mounted apart); repeatable.
-    #[arg(long, value_name = "DIR")]
-    volumes_from: Vec<PathBuf>,
     /// One repository level under PREFIX: `openshift/php` becomes PREFIX/openshift-php.
     #[arg(long, conflicts_with = "max_nested_paths")]
     flatten: bool,
@@ -61,8 +55,7 @@ struct Output<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let key = PublicKey::from_file(&args.pubkey)?;
-    super::verify::warn_demo_key(&key);
+    let key = args.bundle.key()?;
     let destination = Destination::parse(&args.to)?;
     for repo in &args.mount_from {
         anyhow::ensure!(
@@ -91,9 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         },
         mount_from: args.mount_from.clone(),
     };
-    let dirs: Vec<PathBuf> = std::iter::once(args.dir.clone())
-        .chain(args.volumes_from.clone())
-        .collect();
+    let dirs = args.bundle.dirs();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,7 +1,6 @@
 //! `bundle verify`.
 
-use std::path::PathBuf;
-
+use super::options::BundleArgs;
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::sign::PublicKey;
 use crate::verify::{self, Stage, VerifyReport};
@@ -9,14 +8,8 @@ use crate::verify::{self, Stage, VerifyReport};
 /// Arguments of `bundle verify`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The bundle directory (holding bundle.json and its signature).
-    dir: PathBuf,
-    /// The trusted public key (minisign format), received out of band.
-    #[arg(long, value_name = "FILE")]
-    pubkey: PathBuf,
-    /// Also look for volumes in DIR (several media mounted apart); repeatable.
-    #[arg(long, value_name = "DIR")]
-    volumes_from: Vec<PathBuf>,
+    #[command(flatten)]
+    bundle: BundleArgs,
     /// Stop after the signature and the volume sizes and hashes (no decompression).
     #[arg(long)]
     quick: bool,
@@ -26,11 +19,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let key = PublicKey::from_file(&args.pubkey)?;
-    warn_demo_key(&key);
-    let dirs: Vec<PathBuf> = std::iter::once(args.dir.clone())
-        .chain(args.volumes_from.clone())
-        .collect();
+    let key = args.bundle.key()?;
+    let dirs = args.bundle.dirs();
     let bar = super::reading_bar(args.json);
     let mut progress = |done: u64, total: u64| {
         bar.set_length(total);

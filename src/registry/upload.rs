@@ -200,17 +200,7 @@ impl Registry {
             repo: repo.to_owned(),
             from: from.to_owned(),
         };
-        let answer = self
-            .session
-            .send_small(
-                Method::POST,
-                &url,
-                &scope,
-                HeaderMap::new(),
-                Some(Bytes::new()),
-                &what,
-            )
-            .await?;
+        let answer = self.post_empty(&url, &scope, &what).await?;
         match answer.status {
             201 => Ok(MountOutcome::Mounted),
             202 => Ok(MountOutcome::Upload(
@@ -227,17 +217,7 @@ impl Registry {
         let what = format!("starting a blob upload to {repo}");
         let url = self.api_url(&format!("v2/{repo}/blobs/uploads/"))?;
         let scope = Scope::Push(repo.to_owned());
-        let answer = self
-            .session
-            .send_small(
-                Method::POST,
-                &url,
-                &scope,
-                HeaderMap::new(),
-                Some(Bytes::new()),
-                &what,
-            )
-            .await?;
+        let answer = self.post_empty(&url, &scope, &what).await?;
         if answer.status != 202 {
             return Err(answer.refused(&what, "POST", &url));
         }
@@ -287,6 +267,25 @@ impl Registry {
         }
         check_announced(&answer, &url, &what, &digest)?;
         Ok(digest)
+    }
+
+    /// `POST …/blobs/uploads/[?mount=…]` with an empty body: how every upload starts.
+    async fn post_empty(
+        &self,
+        url: &Url,
+        scope: &Scope,
+        what: &str,
+    ) -> Result<Small, RegistryError> {
+        self.session
+            .send_small(
+                Method::POST,
+                url,
+                scope,
+                HeaderMap::new(),
+                Some(Bytes::new()),
+                what,
+            )
+            .await
     }
 
     /// The upload session a `202` answer (to `POST …/blobs/uploads/`) opened.

@@ -5,7 +5,7 @@
 //! holds the source's digests, or fails (exit 2) naming what failed and
 //! signing nothing. Timings are only checked as lower bounds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -16,9 +16,9 @@ use crate::support::*;
 /// Longer than any retry budget of the client: a run still going is hung.
 const HANG: Duration = Duration::from_secs(180);
 
-/// `bundle create --from PROXY --tls-verify=false --volume-size 256K` into
-/// `out`, killed after [`HANG`] (then its exit code is `None`).
-fn create_via(proxy: &FaultProxy, out: &Path, key: &Path) -> Output {
+/// `bundle create --from PROXY --tls-verify=false --volume-size 256K ARGS…`
+/// into `out`, killed after [`HANG`] (then its exit code is `None`).
+fn create_via(proxy: &FaultProxy, out: &Path, key: &Path, args: &[&str]) -> Output {
     bundle_cmd()
         .arg("create")
         .arg("--out")
@@ -27,9 +27,31 @@ fn create_via(proxy: &FaultProxy, out: &Path, key: &Path) -> Output {
         .arg(key)
         .args(["--from", &proxy.host(), "--tls-verify=false"])
         .args(["--volume-size", "256K"])
+        .args(args)
         .timeout(HANG)
         .output()
         .unwrap()
+}
+
+/// One create through the proxy with fresh keys, into `_tmp/bundle`.
+struct Run {
+    keys: Keys,
+    out: PathBuf,
+    output: Output,
+    _tmp: tempfile::TempDir,
+}
+
+fn create_through(proxy: &FaultProxy, args: &[&str]) -> Run {
+    let keys = keygen();
+    let _tmp = temp_dir();
+    let out = _tmp.path().join("bundle");
+    let output = create_via(proxy, &out, &keys.secret, args);
+    Run {
+        keys,
+        out,
+        output,
+        _tmp,
+    }
 }
 
 /// Panics with the run's output and the proxy's log unless the run exited with `code`.
@@ -233,10 +255,12 @@ fn connections_reset_mid_body_are_resumed_with_range() {
             .fresh_only()
             .first_per_path(1),
     );
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    let o = create_via(&proxy, &out, &keys.secret);
+    let Run {
+        keys,
+        out,
+        output: o,
+        _tmp,
+    } = create_through(&proxy, &[]);
     assert_exit(&o, 0, &proxy);
     assert_bundle_is_the_source(&out, &keys, &fx);
 
@@ -302,10 +326,12 @@ fn server_errors_on_the_first_attempts_are_retried() {
             .paths(&["/v2/openshift/php/manifests/"])
             .first(2),
     );
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    let o = create_via(&proxy, &out, &keys.secret);
+    let Run {
+        keys,
+        out,
+        output: o,
+        _tmp,
+    } = create_through(&proxy, &[]);
     assert_exit(&o, 0, &proxy);
     assert_bundle_is_the_source(&out, &keys, &fx);
 
@@ -340,10 +366,12 @@ fn a_429_with_retry_after_is_waited_out() {
             .paths(&["/v2/openshift/php/"])
             .first(1),
     );
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    let o = create_via(&proxy, &out, &keys.secret);
+    let Run {
+        keys,
+        out,
+        output: o,
+        _tmp,
+    } = create_through(&proxy, &[]);
     assert_exit(&o, 0, &proxy);
     assert_bundle_is_the_source(&out, &keys, &fx);
 
@@ -378,10 +406,12 @@ fn a_body_shorter_than_its_content_length_is_resumed_or_named() {
             .fresh_only()
             .first(1),
     );
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    let o = create_via(&proxy, &out, &keys.secret);
+    let Run {
+        keys,
+        out,
+        output: o,
+        _tmp,
+    } = create_through(&proxy, &[]);
     let cut = proxy.faulted();
     eprintln!(
         "create: {}\n{}\n--- proxy log\n{}",
@@ -421,10 +451,12 @@ fn a_byte_flipped_on_every_attempt_fails_naming_the_blob_and_signs_nothing() {
             .paths(&[&helm.digest])
             .always(),
     );
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    let o = create_via(&proxy, &out, &keys.secret);
+    let Run {
+        keys,
+        out,
+        output: o,
+        _tmp,
+    } = create_through(&proxy, &[]);
     assert_exit(&o, 2, &proxy);
     let t = text(&o);
     assert!(t.contains(&helm.digest[7..]), "the blob must be named: {t}");
@@ -455,10 +487,12 @@ fn a_byte_flipped_once_is_fetched_again_and_the_bundle_is_the_source() {
             .paths(&[&base.digest])
             .first(1),
     );
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    let o = create_via(&proxy, &out, &keys.secret);
+    let Run {
+        keys,
+        out,
+        output: o,
+        _tmp,
+    } = create_through(&proxy, &[]);
     assert_exit(&o, 0, &proxy);
     assert_eq!(proxy.faulted().len(), 1, "{}", proxy.log_text());
     let gets = proxy
@@ -485,10 +519,12 @@ fn a_blob_failing_every_attempt_fails_within_the_retry_budget() {
             .paths(&[&helm.digest])
             .always(),
     );
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    let o = create_via(&proxy, &out, &keys.secret);
+    let Run {
+        keys,
+        out,
+        output: o,
+        _tmp,
+    } = create_through(&proxy, &[]);
     assert_exit(&o, 2, &proxy);
     let t = text(&o);
     assert!(t.contains(&helm.digest[7..]), "the blob must be named: {t}");
@@ -519,10 +555,12 @@ fn a_blob_trickling_in_completes() {
         .paths(&[&base.digest])
         .first(1),
     );
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    let o = create_via(&proxy, &out, &keys.secret);
+    let Run {
+        keys,
+        out,
+        output: o,
+        _tmp,
+    } = create_through(&proxy, &[]);
     assert_exit(&o, 0, &proxy);
     assert_bundle_is_the_source(&out, &keys, &fx);
     let slow = proxy.faulted();
@@ -626,25 +664,12 @@ fn keep_going_leaves_out_the_images_that_cannot_be_fetched_and_exits_3() {
             .paths(&["/v2/library/nginx/"])
             .always(),
     );
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    let o = bundle_cmd()
-        .arg("create")
-        .arg("--out")
-        .arg(&out)
-        .arg("--key")
-        .arg(&keys.secret)
-        .args([
-            "--from",
-            &proxy.host(),
-            "--tls-verify=false",
-            "--keep-going",
-        ])
-        .args(["--volume-size", "256K"])
-        .timeout(HANG)
-        .output()
-        .unwrap();
+    let Run {
+        keys,
+        out,
+        output: o,
+        _tmp: tmp,
+    } = create_through(&proxy, &["--keep-going"]);
     assert_exit(&o, 3, &proxy);
     let t = text(&o);
     assert!(t.contains("PARTIAL: 2 image(s) left out"), "{t}");
@@ -665,7 +690,7 @@ fn keep_going_leaves_out_the_images_that_cannot_be_fetched_and_exits_3() {
     assert_eq!(listed_references(&out, &keys.public), want);
     // Without --keep-going the same faults fail the run, and nothing is signed.
     let out2 = tmp.path().join("strict");
-    let o = create_via(&proxy, &out2, &keys.secret);
+    let o = create_via(&proxy, &out2, &keys.secret, &[]);
     assert_exit(&o, 2, &proxy);
     assert!(
         !out2.join("bundle.json").exists(),
