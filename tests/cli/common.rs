@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::{bundle_cmd, require_tool, run, temp_dir};
+use crate::support::{StandardFixture, bundle_cmd, require_tool, run, standard_fixture, temp_dir};
 
 /// A fresh key pair made by `bundle keygen` (secret `…/k.key`, public `…/k.pub`).
 pub struct Keys {
@@ -172,4 +172,34 @@ pub fn listed_references(dir: &Path, pubkey: &Path) -> Vec<String> {
         .collect();
     refs.sort();
     refs
+}
+
+/// A bundle of the standard fixture in small volumes, with its keys.
+pub struct Bundled {
+    /// The source registry and what it holds.
+    pub fx: StandardFixture,
+    /// The signing keys.
+    pub keys: Keys,
+    /// Holds the bundle; free for other outputs.
+    pub tmp: tempfile::TempDir,
+    /// `tmp/bundle`.
+    pub dir: PathBuf,
+}
+
+/// The standard fixture bundled with `bundle create … ARGS`.
+pub fn bundled_with(args: &[&str]) -> Bundled {
+    let fx = standard_fixture();
+    let keys = keygen();
+    let tmp = temp_dir();
+    let dir = tmp.path().join("bundle");
+    let host = fx.registry.host();
+    let mut all = vec!["--from", &host, "--tls-verify=false"];
+    all.extend_from_slice(args);
+    create_ok(&dir, &keys.secret, &all);
+    Bundled { fx, keys, tmp, dir }
+}
+
+/// The standard fixture bundled in volumes of `volume_size`.
+pub fn bundled(volume_size: &str) -> Bundled {
+    bundled_with(&["--volume-size", volume_size])
 }

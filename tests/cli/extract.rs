@@ -21,21 +21,12 @@ fn extract(bundle: &Path, layout: &Path, pubkey: &Path) -> std::process::Output 
 
 #[test]
 fn extracts_a_layout_that_skopeo_and_umoci_read_with_the_source_digests() {
-    let fx = standard_fixture();
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    create_ok(
-        &out,
-        &keys.secret,
-        &[
-            "--from",
-            &fx.registry.host(),
-            "--tls-verify=false",
-            "--volume-size",
-            "300K",
-        ],
-    );
+    let Bundled {
+        fx,
+        keys,
+        tmp,
+        dir: out,
+    } = bundled("300K");
     let layout = tmp.path().join("layout");
     let o = extract(&out, &layout, &keys.public);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -580,21 +580,7 @@ fn a_blob_trickling_in_completes() {
 
 #[test]
 fn a_push_through_5xx_on_uploads_tags_the_source_digests_or_nothing() {
-    let fx = standard_fixture();
-    let keys = keygen();
-    let tmp = temp_dir();
-    let dir = tmp.path().join("bundle");
-    create_ok(
-        &dir,
-        &keys.secret,
-        &[
-            "--from",
-            &fx.registry.host(),
-            "--tls-verify=false",
-            "--volume-size",
-            "256K",
-        ],
-    );
+    let Bundled { fx, keys, tmp, dir } = bundled("256K");
     let target = TestRegistry::start();
     let proxy = FaultProxy::in_front_of(&target);
     // The fixture's blobs are small: each is sent as a POST and one PUT with

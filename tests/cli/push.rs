@@ -3,7 +3,7 @@
 //! repositories; no tag created or moved from a bad bundle; a killed push
 //! finished by a re-run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -36,31 +36,6 @@ fn stat(report: &Value, name: &str) -> u64 {
     report["stats"][name]
         .as_u64()
         .unwrap_or_else(|| panic!("no stats.{name} in {report}"))
-}
-
-/// A bundle of the standard fixture in small volumes, with its keys.
-struct Bundled {
-    fx: StandardFixture,
-    keys: Keys,
-    tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-/// The standard fixture bundled with `bundle create … ARGS`.
-fn bundled_with(args: &[&str]) -> Bundled {
-    let fx = standard_fixture();
-    let keys = keygen();
-    let tmp = temp_dir();
-    let dir = tmp.path().join("bundle");
-    let host = fx.registry.host();
-    let mut all = vec!["--from", &host, "--tls-verify=false"];
-    all.extend_from_slice(args);
-    create_ok(&dir, &keys.secret, &all);
-    Bundled { fx, keys, tmp, dir }
-}
-
-fn bundled(volume_size: &str) -> Bundled {
-    bundled_with(&["--volume-size", volume_size])
 }
 
 /// Tags of `repo` on `registry` (`None` when the repository does not exist).

@@ -9,21 +9,12 @@ use crate::support::*;
 
 #[test]
 fn create_verify_extract_with_standard_tools_and_skopeo_copy_to_a_second_registry() {
-    let fx = standard_fixture();
-    let keys = keygen();
-    let tmp = temp_dir();
-    let out = tmp.path().join("bundle");
-    create_ok(
-        &out,
-        &keys.secret,
-        &[
-            "--from",
-            &fx.registry.host(),
-            "--tls-verify=false",
-            "--volume-size",
-            "300K",
-        ],
-    );
+    let Bundled {
+        fx,
+        keys,
+        tmp,
+        dir: out,
+    } = bundled("300K");
     assert!(volumes(&out).len() > 1);
     let v = verify(&out, &keys.public, &[]);
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
