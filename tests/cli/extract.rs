@@ -159,3 +159,50 @@ fn adds_to_an_existing_layout_and_never_replaces_a_different_file() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("symbolic link"), "{}", text(&o));
 }
+
+#[test]
+fn a_missing_volume_is_named_before_anything_is_written() {
+    let keys = keygen();
+    let tmp = temp_dir();
+    let out = tmp.path().join("bundle");
+    create_ok(
+        &out,
+        &keys.secret,
+        &["--from", "oci:sample/layout", "--volume-size", "64K"],
+    );
+    let vols = volumes(&out);
+    assert!(vols.len() >= 2, "{vols:?}");
+    let second = tmp.path().join("dvd2");
+    std::fs::create_dir(&second).unwrap();
+    let moved = second.join(vols[1].file_name().unwrap());
+    std::fs::rename(&vols[1], &moved).unwrap();
+
+    let layout = tmp.path().join("layout");
+    let o = extract(&out, &layout, &keys.public);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let name = moved.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        text(&o).contains(&name) && text(&o).contains("missing"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !layout.exists(),
+        "nothing is created before every volume is there"
+    );
+
+    // With the second medium named, the same bundle extracts.
+    let o = bundle_cmd()
+        .arg("extract")
+        .arg(&out)
+        .arg("--to")
+        .arg(&layout)
+        .arg("--pubkey")
+        .arg(&keys.public)
+        .arg("--volumes-from")
+        .arg(&second)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(layout.join("index.json").exists());
+}
