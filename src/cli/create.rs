@@ -57,6 +57,10 @@ pub struct Args {
     /// the exit code is 3.
     #[arg(long)]
     keep_going: bool,
+    /// Transfers at once: blob downloads (those ahead of the writer are
+    /// spooled to the output directory), and manifest and tag-list requests.
+    #[arg(long, value_name = "N", default_value_t = create::DEFAULT_JOBS, value_parser = parse_jobs)]
+    jobs: usize,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -129,9 +133,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
             SourceSpec::Layout(dir) => Fetcher::Layout(dir.clone()),
         };
-        let wanted = source::enumerate(&fetcher, &filters, images).await?;
+        let wanted = source::enumerate(&fetcher, &filters, images, args.jobs).await?;
         bar.set_message(format!("fetching the manifests of {} images", wanted.len()));
-        let plan = source::plan(&fetcher, &spec, &filters, wanted, args.keep_going).await?;
+        let plan = source::plan(&fetcher, &spec, &filters, wanted, args.keep_going, args.jobs).await?;
         let done = Arc::new(AtomicUsize::new(0));
         let total_images = plan.images.len();
         let progress: create::Progress = {
@@ -162,6 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             level: args.compression_level,
             source: spec.clone(),
             keep_going: args.keep_going,
+            jobs: args.jobs,
         };
         create::write_bundle(&fetcher, plan, &opts, &key, progress).await
     });
@@ -205,4 +210,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// `--jobs`: 1 to 64.
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of jobs from 1 to 64")),
+    }
 }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use self::spool::SpoolReader;
 
 use crate::archive::writer::{VolumeWriter, WriteError};
 use crate::digest::Digest;
@@ -26,11 +28,13 @@ use crate::oci::{self, Descriptor, LayoutIndex};
 use crate::sign::SecretKey;
 use crate::source::{BlobSource, FailedImage, Fetcher, Item, Plan, PlannedImage, SourceSpec};
 
-/// Blobs fetched ahead of the one being written.
-const JOBS_AHEAD: usize = 3;
-/// Chunks buffered per blob between network and writer (hyper chunks reach ~400 KiB:
-/// this bounds memory to a few MiB per blob in flight whatever the blob size).
-const CHUNKS_AHEAD: usize = 4;
+mod spool;
+
+/// Entries queued for the writer, per download allowed at once: a
+/// finished download waits here (spooled) while the writer is busy.
+const QUEUED_PER_JOB: usize = 2;
+/// The default of `--jobs`: downloads at once (skopeo's default is 6 too).
+pub const DEFAULT_JOBS: usize = 6;
 
 /// What `create` needs besides the plan.
 pub struct CreateOptions {
@@ -44,6 +48,8 @@ pub struct CreateOptions {
     pub source: SourceSpec,
     /// Leave out the images a blob cannot be fetched for, instead of failing.
     pub keep_going: bool,
+    /// Blob downloads at once.
+    pub jobs: usize,
 }
 
 /// Progress of a create run.
@@ -137,7 +143,7 @@ pub async fn write_bundle(
     });
     check_out_dir(&opts.out)?;
     fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
-    let (job_tx, job_rx) = mpsc::channel::<Job>(JOBS_AHEAD);
+    let (job_tx, job_rx) = mpsc::channel::<Job>(opts.jobs.max(1) * QUEUED_PER_JOB);
     let writer = {
         let (out, size, level, progress) = (
             opts.out.clone(),
@@ -154,7 +160,7 @@ pub async fn write_bundle(
         });
         std::thread::spawn(move || write_entries(&out, size, level, job_rx, rebuild, progress))
     };
-    let sent = send_jobs(fetcher, &plan, index_json, &job_tx).await;
+    let sent = send_jobs(fetcher, &plan, index_json, opts, &job_tx).await;
     drop(job_tx);
     let written = writer
         .join()
@@ -313,14 +319,34 @@ type Refetch = Box<dyn FnOnce() -> anyhow::Result<JobData> + Send>;
 
 enum JobData {
     Bytes(Bytes),
-    Channel(mpsc::Receiver<io::Result<Bytes>>),
+    Spool(SpoolReader),
     File(crate::source::CheckedReader),
+    /// A source that failed before giving any byte.
+    Failed(Option<io::Error>),
+}
+
+impl Read for JobData {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            JobData::Bytes(b) => {
+                let n = buf.len().min(b.len());
+                b.copy_to_slice(&mut buf[..n]);
+                Ok(n)
+            }
+            JobData::Spool(r) => r.read(buf),
+            JobData::File(f) => f.read(buf),
+            JobData::Failed(e) => Err(e
+                .take()
+                .unwrap_or_else(|| io::Error::other("the source failed"))),
+        }
+    }
 }
 
 async fn send_jobs(
     fetcher: &Fetcher,
     plan: &Plan,
     index_json: Bytes,
+    opts: &CreateOptions,
     tx: &mpsc::Sender<Job>,
 ) -> anyhow::Result<()> {
     let closed = || anyhow::anyhow!("the volume writer stopped");
@@ -341,6 +367,7 @@ async fn send_jobs(
     for image in &plan.images {
         *tops.entry(image.top.digest).or_default() += 1;
     }
+    let downloads = Arc::new(Semaphore::new(opts.jobs.max(1)));
     for item in &plan.items {
         let images_done = tops.get(&item.digest()).copied().unwrap_or(0);
         let job = match item {
@@ -351,31 +378,36 @@ async fn send_jobs(
                 ..small(EntryKind::Blob, bytes.clone(), Some(media_type.clone()))
             },
             Item::Blob { repo, descriptor } => {
-                let handle = tokio::runtime::Handle::current();
-                let refetch: Option<Refetch> = match fetcher {
+                let (data, refetch) = match fetcher {
                     Fetcher::Registry(reg) => {
-                        let (reg, repo, d) = (reg.clone(), repo.clone(), descriptor.clone());
-                        let handle = handle.clone();
-                        Some(Box::new(move || {
-                            let stream = handle
-                                .block_on(reg.blob(&repo, &d.digest, d.size))
-                                .with_context(|| {
-                                    format!("fetching blob {} of {repo} again", d.digest)
-                                })?;
-                            Ok(forward(stream, &handle))
-                        }))
+                        let download = Download {
+                            registry: reg.clone(),
+                            repo: repo.clone(),
+                            descriptor: descriptor.clone(),
+                            spool_dir: opts.out.clone(),
+                            handle: tokio::runtime::Handle::current(),
+                        };
+                        // At most --jobs downloads at once; the writer takes them in order.
+                        let permit = downloads.clone().acquire_owned().await?;
+                        let data = JobData::Spool(download.start(permit));
+                        let downloads = downloads.clone();
+                        let refetch: Refetch = Box::new(move || {
+                            let permit = download
+                                .handle
+                                .block_on(downloads.acquire_owned())
+                                .map_err(anyhow::Error::new)?;
+                            Ok(JobData::Spool(download.start(permit)))
+                        });
+                        (data, Some(refetch))
                     }
-                    Fetcher::Layout(_) => None,
-                };
-                // A blob that cannot even be opened is handed to the writer as a
-                // failing source, so it is fetched again (and, with --keep-going,
-                // left out) like one whose body breaks off.
-                let data = match fetcher.open_blob(repo, descriptor).await {
-                    Ok(BlobSource::File(reader)) => JobData::File(reader),
-                    Ok(BlobSource::Stream(stream)) => forward(stream, &handle),
-                    Err(e) => {
-                        failing(e.context(format!("fetching blob {} of {repo}", descriptor.digest)))
-                    }
+                    // A blob that cannot even be opened is handed to the writer
+                    // as a failing source, so it is named (or, with
+                    // --keep-going, left out) like one that breaks off.
+                    Fetcher::Layout(_) => match fetcher.open_blob(repo, descriptor).await {
+                        Ok(BlobSource::File(reader)) => (JobData::File(reader), None),
+                        Ok(BlobSource::Stream(_)) => unreachable!("a layout gives files"),
+                        Err(e) => (failing(e), None),
+                    },
                 };
                 Job {
                     kind: EntryKind::Blob,
@@ -400,25 +432,53 @@ async fn send_jobs(
     Ok(())
 }
 
-/// Hands a registry body to the writer through a small channel, on `handle`.
-fn forward(mut stream: crate::registry::BlobStream, handle: &tokio::runtime::Handle) -> JobData {
-    let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
-    handle.spawn(async move {
-        while let Some(chunk) = stream.next().await {
-            let failed = chunk.is_err();
-            if tx.send(chunk.map_err(io::Error::other)).await.is_err() || failed {
-                break;
+/// One registry blob to download into a spool (again, for a second fetch).
+struct Download {
+    registry: crate::registry::Registry,
+    repo: String,
+    descriptor: Descriptor,
+    spool_dir: PathBuf,
+    handle: tokio::runtime::Handle,
+}
+
+impl Download {
+    /// Starts the download on the runtime; `permit` is held until it ends.
+    fn start(&self, permit: OwnedSemaphorePermit) -> SpoolReader {
+        let (mut to_writer, reader) = spool::spool(&self.spool_dir);
+        let (reg, repo, d) = (
+            self.registry.clone(),
+            self.repo.clone(),
+            self.descriptor.clone(),
+        );
+        self.handle.spawn(async move {
+            let _permit = permit;
+            let mut stream = match reg.blob(&repo, &d.digest, d.size).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    let e = anyhow::Error::new(e)
+                        .context(format!("fetching blob {} of {repo}", d.digest));
+                    return to_writer.end(Err(io::Error::other(format!("{e:#}"))));
+                }
+            };
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) => {
+                        if !to_writer.push(chunk).await {
+                            return;
+                        }
+                    }
+                    Err(e) => return to_writer.end(Err(io::Error::other(e))),
+                }
             }
-        }
-    });
-    JobData::Channel(rx)
+            to_writer.end(Ok(()));
+        });
+        reader
+    }
 }
 
 /// Content whose first read fails with `e` (a blob that could not be opened).
 fn failing(e: anyhow::Error) -> JobData {
-    let (tx, rx) = mpsc::channel(1);
-    let _ = tx.try_send(Err(io::Error::other(format!("{e:#}"))));
-    JobData::Channel(rx)
+    JobData::Failed(Some(io::Error::other(format!("{e:#}"))))
 }
 
 /// Entries, volumes, tar size, the platform of each image config seen, and
@@ -461,16 +521,8 @@ fn write_entries(
         let mut data = std::mem::replace(&mut job.data, JobData::Bytes(Bytes::new()));
         let (placement, copy) = loop {
             let mark = writer.mark();
-            let mut reader: Box<dyn Read> = match data {
-                JobData::Bytes(b) => Box::new(b.reader()),
-                JobData::Channel(rx) => Box::new(ChannelReader {
-                    rx,
-                    current: Bytes::new(),
-                }),
-                JobData::File(f) => Box::new(f),
-            };
             let mut counted = Counted {
-                inner: &mut reader,
+                inner: &mut data,
                 progress: &progress,
                 copy: is_config.then(Vec::new),
             };
@@ -538,27 +590,6 @@ struct EntryFailed {
     digest: Digest,
     #[source]
     source: crate::archive::writer::WriteError,
-}
-
-/// Reads chunks a fetch task sends; an `Err` chunk is the fetch's failure.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(chunk) => self.current = chunk?,
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current.advance(n);
-        Ok(n)
-    }
 }
 
 /// Reports the bytes read as progress, and keeps a copy when asked (small configs).
