@@ -110,7 +110,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if let (SourceSpec::Layout(_), Some(_)) = (&spec, &images) {
         bail!("--images selects from a registry; use --include with an oci: source");
     }
-    create::check_out_dir(&args.out)?;
+    let opts = CreateOptions {
+        out: args.out.clone(),
+        volume_size: args.volume_size,
+        level: args.compression_level,
+        source: spec.clone(),
+        keep_going: args.keep_going,
+        jobs: args.jobs,
+    };
+    // Before any network work: a finished bundle, or an interrupted run of
+    // other arguments, is refused now rather than after the enumeration.
+    create::check_out_dir(&args.out, &create::journal_header(&opts))?;
 
     let show = !args.json && std::io::stderr().is_terminal();
     let bar = if show {
@@ -141,6 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let progress: create::Progress = {
             let bar = bar.clone();
             let done = done.clone();
+            let out = args.out.clone();
             Arc::new(move |event| match event {
                 Event::Planned { bytes, .. } => {
                     bar.set_style(
@@ -153,20 +164,24 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     bar.set_length(bytes);
                     bar.set_message(format!("images 0/{total_images}"));
                 }
+                Event::Resumed { entries, bytes } => {
+                    let line = format!(
+                        "resuming the interrupted create in {}: {entries} entries ({}) already written are kept",
+                        out.display(),
+                        human_bytes(bytes)
+                    );
+                    if bar.is_hidden() {
+                        eprintln!("{line}");
+                    } else {
+                        bar.println(line);
+                    }
+                }
                 Event::Bytes(n) => bar.inc(n),
                 Event::ImageDone => {
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     bar.set_message(format!("images {n}/{total_images}"));
                 }
             })
-        };
-        let opts = CreateOptions {
-            out: args.out.clone(),
-            volume_size: args.volume_size,
-            level: args.compression_level,
-            source: spec.clone(),
-            keep_going: args.keep_going,
-            jobs: args.jobs,
         };
         create::write_bundle(&fetcher, plan, &opts, &key, progress).await
     });
