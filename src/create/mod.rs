@@ -461,6 +461,7 @@ async fn send_jobs(
         *tops.entry(image.top.digest).or_default() += 1;
     }
     let downloads = Arc::new(Semaphore::new(opts.jobs.max(1)));
+    let memory = spool::Budget::new(spool::MEMORY_AHEAD);
     for item in &plan.items {
         let images_done = tops.get(&item.digest()).copied().unwrap_or(0);
         if already.contains(&EntryKind::Blob.path(&item.digest())) {
@@ -485,6 +486,7 @@ async fn send_jobs(
                             repo: repo.clone(),
                             descriptor: descriptor.clone(),
                             spool_dir: opts.out.clone(),
+                            memory: memory.clone(),
                             handle: tokio::runtime::Handle::current(),
                         };
                         // At most --jobs downloads at once; the writer takes them in order.
@@ -538,13 +540,14 @@ struct Download {
     repo: String,
     descriptor: Descriptor,
     spool_dir: PathBuf,
+    memory: Arc<spool::Budget>,
     handle: tokio::runtime::Handle,
 }
 
 impl Download {
     /// Starts the download on the runtime; `permit` is held until it ends.
     fn start(&self, permit: OwnedSemaphorePermit) -> SpoolReader {
-        let (mut to_writer, reader) = spool::spool(&self.spool_dir);
+        let (mut to_writer, reader) = spool::spool(&self.spool_dir, &self.memory);
         let (reg, repo, d) = (
             self.registry.clone(),
             self.repo.clone(),

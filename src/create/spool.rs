@@ -2,11 +2,13 @@
 //!
 //! The writer takes entries one at a time, in archive order, while up to
 //! `--jobs` downloads run at once. A download ahead of the writer keeps its
-//! first [`MEMORY_PER_BLOB`] bytes in memory and spills the rest to an unlinked
-//! file in the output directory, so memory stays bounded whatever the blob
-//! sizes and a slow link's connections all keep moving. The blob the writer is
-//! reading does not spill while it fits in memory: its download waits for the
-//! writer instead (when the source is faster than the disk).
+//! first [`MEMORY_PER_BLOB`] bytes in memory, as long as all of them together
+//! stay within one shared [`Budget`], and spills the rest to an unlinked file
+//! in the output directory: memory stays bounded whatever the blob sizes and
+//! the number of jobs, and a slow link's connections all keep moving. The blob
+//! the writer is reading does not spill while it fits in its own
+//! [`MEMORY_PER_BLOB`]: its download waits for the writer instead (when the
+//! source is faster than the disk).
 //!
 //! The bytes come out in the order they went in, then the download's end or
 //! its error (a body that broke off, a digest that did not match), so the
@@ -17,6 +19,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes};
@@ -24,11 +27,42 @@ use tokio::sync::Notify;
 
 /// Bytes of a blob kept in memory before the rest spills to disk.
 pub const MEMORY_PER_BLOB: usize = 4 << 20;
+/// Bytes all the downloads ahead of the writer keep in memory together.
+pub const MEMORY_AHEAD: usize = 32 << 20;
+
+/// Memory shared by the downloads ahead of the writer.
+pub struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + n <= self.limit).then_some(used + n)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
 
 /// The shared state of one spooled body.
 struct State {
-    /// The first bytes, in order (everything, unless spilled).
-    memory: VecDeque<Bytes>,
+    /// The first bytes, in order (everything, unless spilled), each chunk
+    /// with whether it counts against the shared budget.
+    memory: VecDeque<(Bytes, bool)>,
     memory_len: usize,
     /// The unlinked spill file, once the memory was full.
     file: Option<Arc<File>>,
@@ -51,6 +85,8 @@ struct Shared {
     room: Notify,
     /// Where the spill file goes.
     dir: PathBuf,
+    /// Memory of the downloads ahead of the writer.
+    budget: Arc<Budget>,
 }
 
 impl Shared {
@@ -60,8 +96,9 @@ impl Shared {
     }
 }
 
-/// Creates a spool spilling into `dir`: the download's end and the writer's end.
-pub fn spool(dir: &Path) -> (SpoolWriter, SpoolReader) {
+/// Creates a spool spilling into `dir`, its memory ahead of the writer
+/// counted in `budget`: the download's end and the writer's end.
+pub fn spool(dir: &Path, budget: &Arc<Budget>) -> (SpoolWriter, SpoolReader) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             memory: VecDeque::new(),
@@ -76,6 +113,7 @@ pub fn spool(dir: &Path) -> (SpoolWriter, SpoolReader) {
         more: Condvar::new(),
         room: Notify::new(),
         dir: dir.to_owned(),
+        budget: budget.clone(),
     });
     (
         SpoolWriter {
@@ -109,11 +147,15 @@ impl SpoolWriter {
                 if s.abandoned {
                     return false;
                 }
-                let fits = s.memory_len == 0 || s.memory_len + chunk.len() <= MEMORY_PER_BLOB;
+                // Once spilled, the rest follows into the file (order); the
+                // budget is asked last, so only a chunk kept in memory takes from it.
+                let fits = s.file.is_none()
+                    && (s.memory_len == 0 || s.memory_len + chunk.len() <= MEMORY_PER_BLOB)
+                    && (s.reading || shared.budget.take(chunk.len()));
                 match (&s.file, fits, s.reading) {
-                    (None, true, _) => {
+                    (None, true, reading) => {
                         s.memory_len += chunk.len();
-                        s.memory.push_back(chunk);
+                        s.memory.push_back((chunk, !reading));
                         drop(s);
                         self.shared.more.notify_one();
                         return true;
@@ -204,8 +246,11 @@ impl Read for SpoolReader {
                 self.current.advance(n);
                 return Ok(n);
             }
-            if let Some(chunk) = s.memory.pop_front() {
+            if let Some((chunk, counted)) = s.memory.pop_front() {
                 s.memory_len -= chunk.len();
+                if counted {
+                    self.shared.budget.give_back(chunk.len());
+                }
                 self.current = chunk;
                 self.shared.room.notify_one();
                 continue;
@@ -245,7 +290,11 @@ impl Drop for SpoolReader {
     fn drop(&mut self) {
         let mut s = self.shared.lock();
         s.abandoned = true;
-        s.memory.clear();
+        for (chunk, counted) in s.memory.drain(..) {
+            if counted {
+                self.shared.budget.give_back(chunk.len());
+            }
+        }
         s.file = None;
         drop(s);
         self.shared.room.notify_one();
@@ -274,7 +323,7 @@ mod tests {
         let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
         let data = pattern(MEMORY_PER_BLOB * 3 + 12345);
-        let (mut w, mut r) = spool(dir.path());
+        let (mut w, mut r) = spool(dir.path(), &Budget::new(MEMORY_AHEAD));
         let sent = data.clone();
         // The whole body arrives before the writer reads anything: no waiting.
         rt.block_on(async move {
@@ -295,7 +344,7 @@ mod tests {
         let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
         let data = pattern(MEMORY_PER_BLOB * 4);
-        let (mut w, mut r) = spool(dir.path());
+        let (mut w, mut r) = spool(dir.path(), &Budget::new(MEMORY_AHEAD));
         // The writer reads the first byte before the rest arrives: it is on
         // this blob (the head of the line) from then on.
         let mut first = [0u8; 1];
@@ -317,10 +366,41 @@ mod tests {
     }
 
     #[test]
+    fn downloads_ahead_share_one_memory_budget_then_spill() {
+        let rt = runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Budget::new(MEMORY_PER_BLOB);
+        let (mut w1, mut r1) = spool(dir.path(), &budget);
+        let (mut w2, mut r2) = spool(dir.path(), &budget);
+        let chunk = Bytes::from(vec![1u8; MEMORY_PER_BLOB / 2]);
+        rt.block_on(async {
+            for _ in 0..2 {
+                assert!(w1.push(chunk.clone()).await);
+                assert!(w2.push(chunk.clone()).await);
+            }
+            w1.end(Ok(()));
+            w2.end(Ok(()));
+        });
+        // The budget held one blob's worth: the first chunk of each stayed in
+        // memory, the second of each spilled.
+        assert!(r1.shared.lock().file.is_some());
+        assert!(r2.shared.lock().file.is_some());
+        assert_eq!(budget.used.load(Ordering::Acquire), MEMORY_PER_BLOB);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        r1.read_to_end(&mut a).unwrap();
+        drop(r1);
+        r2.read_to_end(&mut b).unwrap();
+        assert_eq!(a.len(), MEMORY_PER_BLOB);
+        assert_eq!(b.len(), MEMORY_PER_BLOB);
+        drop(r2);
+        assert_eq!(budget.used.load(Ordering::Acquire), 0, "memory given back");
+    }
+
+    #[test]
     fn an_error_comes_after_the_bytes_before_it() {
         let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, mut r) = spool(dir.path());
+        let (mut w, mut r) = spool(dir.path(), &Budget::new(MEMORY_AHEAD));
         rt.block_on(async move {
             assert!(w.push(Bytes::from_static(b"hello")).await);
             w.end(Err(io::Error::other("digest mismatch")));
@@ -336,7 +416,7 @@ mod tests {
     #[test]
     fn a_download_dropped_without_an_end_is_a_failure() {
         let dir = tempfile::tempdir().unwrap();
-        let (w, mut r) = spool(dir.path());
+        let (w, mut r) = spool(dir.path(), &Budget::new(MEMORY_AHEAD));
         drop(w);
         let mut buf = [0u8; 4];
         assert!(r.read(&mut buf).is_err());
@@ -346,7 +426,7 @@ mod tests {
     fn the_download_stops_once_the_reader_is_gone() {
         let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, r) = spool(dir.path());
+        let (mut w, r) = spool(dir.path(), &Budget::new(MEMORY_AHEAD));
         drop(r);
         assert!(!rt.block_on(w.push(Bytes::from_static(b"x"))));
     }
@@ -355,7 +435,7 @@ mod tests {
     fn a_spill_directory_that_cannot_be_written_fails_the_body_naming_it() {
         let rt = runtime();
         let missing = Path::new("/nonexistent/bundle-spool");
-        let (mut w, r) = spool(missing);
+        let (mut w, r) = spool(missing, &Budget::new(MEMORY_AHEAD));
         let full = Bytes::from(vec![0u8; MEMORY_PER_BLOB]);
         assert!(rt.block_on(w.push(full)));
         assert!(!rt.block_on(w.push(Bytes::from_static(b"x"))));
