@@ -610,6 +610,29 @@ impl Session {
                 }
             })
             .await?;
+        let mut post_grant = matches!(self.credentials, Credentials::IdentityToken { .. });
+        let resp = match (&self.credentials, resp.status().as_u16()) {
+            // A token service that takes only the OAuth2 POST (docker's other
+            // flow): the password grant, as `docker login` sends it.
+            (Credentials::Basic { username, password }, 404 | 405) => {
+                post_grant = true;
+                self.send_retrying(&realm, || {
+                    let mut form = vec![
+                        ("grant_type", "password"),
+                        ("username", username.as_str()),
+                        ("password", password.as_str()),
+                        ("client_id", "bundle"),
+                    ];
+                    form.extend(query.iter().copied());
+                    if !joined.is_empty() {
+                        form.push(("scope", &joined));
+                    }
+                    self.http.post(realm.clone()).form(&form)
+                })
+                .await?
+            }
+            _ => resp,
+        };
         let status = resp.status().as_u16();
         let body = read_capped(resp, TOKEN_LIMIT, "token response").await?;
         if status == 401 || status == 403 {
@@ -620,11 +643,7 @@ impl Session {
         }
         if !(200..300).contains(&status) {
             return Err(RegistryError::Http {
-                method: if matches!(self.credentials, Credentials::IdentityToken { .. }) {
-                    "POST"
-                } else {
-                    "GET"
-                },
+                method: if post_grant { "POST" } else { "GET" },
                 url: realm.to_string(),
                 status,
                 errors: parse_error_envelope(&body),
