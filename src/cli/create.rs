@@ -175,6 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     } else {
                         bar.println(line);
                     }
+                    bar.inc(bytes);
                 }
                 Event::Bytes(n) => bar.inc(n),
                 Event::ImageDone => {

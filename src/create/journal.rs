@@ -169,13 +169,6 @@ pub struct Recovered {
     pub journal: Journal,
 }
 
-impl Recovered {
-    /// Content bytes of the entries kept.
-    pub fn content_bytes(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
-    }
-}
-
 /// Checks what the interrupted run in `out` left against its journal and
 /// prepares to carry on after the last entry that is whole on disk.
 pub fn recover(out: &Path, header: &Header) -> anyhow::Result<Recovered> {

@@ -1,11 +1,12 @@
 //! `bundle create`: fetch a plan's content once and write it straight into
 //! signed volumes.
 //!
-//! Network and archive run side by side: async tasks fetch blobs (a few
-//! ahead, each through a small bounded channel) while one thread compresses
-//! and writes the single ordered stream. Every body is checked against its
-//! digest as it arrives; bundle.json and its signature are written last, each
-//! atomically, so an interrupted run never leaves a bundle that verifies.
+//! Network and archive run side by side: up to `--jobs` async tasks download
+//! blobs, each into a [`spool`] (memory, then an unlinked file), while one
+//! thread compresses and writes the single ordered stream. Every body is
+//! checked against its digest as it arrives; bundle.json and its signature are
+//! written last, each atomically, so an interrupted run never leaves a bundle
+//! that verifies. The [`journal`] lets a killed run continue where it stopped.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -63,7 +64,8 @@ pub enum Event {
         /// Content bytes to write.
         bytes: u64,
     },
-    /// An interrupted run is continued: these entries are kept.
+    /// An interrupted run is continued: these entries are kept (their bytes
+    /// count as written).
     Resumed {
         /// Entries kept.
         entries: usize,
@@ -187,10 +189,6 @@ pub async fn write_bundle(
         for name in [manifest::SUMS_FILE_NAME, manifest::SIGNATURE_FILE_NAME] {
             files::remove_if_present(&opts.out.join(name))?;
         }
-        progress(Event::Resumed {
-            entries: recovered.entries.len(),
-            bytes: recovered.content_bytes(),
-        });
         Start {
             writer: recovered.writer,
             journal: recovered.journal,
@@ -214,6 +212,12 @@ pub async fn write_bundle(
         entries: start.entries.len(),
         content_bytes: start.entries.iter().map(|e| e.size).sum(),
     });
+    if let Some(r) = &resumed {
+        progress(Event::Resumed {
+            entries: r.entries,
+            bytes: r.content_bytes,
+        });
+    }
     let mut warnings = plan.warnings.clone();
     warnings.extend(start.warnings.iter().cloned());
     let (job_tx, job_rx) = mpsc::channel::<Job>(opts.jobs.max(1) * QUEUED_PER_JOB);
