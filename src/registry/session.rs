@@ -10,7 +10,7 @@
 //! never adds anything back.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -146,6 +146,9 @@ struct AuthState {
     challenge: Option<Challenge>,
     /// Token per scope string ("" for no scope), with the instant it stops being used.
     tokens: HashMap<String, (String, Instant)>,
+    /// One gate per scope: concurrent requests that need the same new token
+    /// (parallel downloads from one repository) ask the token service once.
+    gates: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// One registry: its base URL, HTTP client, credentials and cached tokens.
@@ -492,21 +495,28 @@ impl Session {
             Some(Challenge::Basic) => Ok(self.basic_header()),
             Some(Challenge::Bearer(c)) => {
                 let key = scope.as_token_scope().unwrap_or_default();
-                let cached = {
-                    let state = self.state();
-                    state
-                        .tokens
-                        .get(&key)
-                        .filter(|(_, until)| Instant::now() < *until)
-                        .map(|(t, _)| t.clone())
-                };
-                let token = match cached {
+                if let Some(t) = self.cached_token(&key) {
+                    return Ok(Some(bearer(&t)?));
+                }
+                let gate = self.state().gates.entry(key.clone()).or_default().clone();
+                let _one_at_a_time = gate.lock().await;
+                // Whoever held the gate before may have fetched it meanwhile.
+                let token = match self.cached_token(&key) {
                     Some(t) => t,
                     None => self.fetch_token(&c, scope, None).await?,
                 };
                 Ok(Some(bearer(&token)?))
             }
         }
+    }
+
+    /// The token cached for scope `key`, while it is still good.
+    fn cached_token(&self, key: &str) -> Option<String> {
+        self.state()
+            .tokens
+            .get(key)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(t, _)| t.clone())
     }
 
     /// Reacts to a `401`: learns the challenge and gets what it asks for.

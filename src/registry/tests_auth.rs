@@ -199,6 +199,25 @@ async fn token_flow_anonymous_identity_token_and_static_bearer() {
     );
 }
 
+/// Eight requests at once that need the same new token ask for it once.
+#[tokio::test]
+async fn concurrent_requests_share_one_token_fetch() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let server = MiniServer::start("127.0.0.1", token_registry(issued.clone(), false)).await;
+    let r = connect(&server, basic("alice", "pw")).await.unwrap();
+    let all = futures_util::future::join_all((0..8).map(|_| r.tags("app"))).await;
+    assert!(
+        all.iter()
+            .all(|t| t.as_deref().ok() == Some(&["t".to_owned()][..]))
+    );
+    let scoped = server
+        .seen()
+        .iter()
+        .filter(|q| q.path() == "/token" && q.query_all("scope") == ["repository:app:pull"])
+        .count();
+    assert_eq!(scoped, 1, "token requests for repository:app:pull");
+}
+
 /// A token service that answers the GET with 404 and takes only the OAuth2
 /// POST gets the password grant, and never sees the password in a URL.
 #[tokio::test]
