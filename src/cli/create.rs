@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::options::{RegistryArgs, parse_size};
+use super::options::{RegistryArgs, parse_jobs, parse_size};
 use super::{EXIT_OK, EXIT_PARTIAL, human_bytes, print_json};
 use crate::create::{self, CreateOptions, Event};
 use crate::registry::Registry;
@@ -226,12 +226,4 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
-}
-
-/// `--jobs`: 1 to 64.
-fn parse_jobs(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n @ 1..=64) => Ok(n),
-        _ => Err(format!("{s:?} is not a number of jobs from 1 to 64")),
-    }
 }

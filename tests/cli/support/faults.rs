@@ -50,6 +50,12 @@ pub enum Fault {
     },
     /// Flips the lowest bit of the body's middle byte (the length stays right).
     FlipByte,
+    /// Waits this many milliseconds, then forwards the request as is (a slow
+    /// server: requests of a client overlap, and the in-flight counts show it).
+    Delay {
+        /// Milliseconds before forwarding.
+        ms: u64,
+    },
     /// Sends the head and the first `after` body bytes (for `after: 0`
     /// nothing at all, not even the head, and the registry is not asked),
     /// then sends nothing more and keeps the connection open until the
@@ -530,6 +536,14 @@ fn answer(
         holding(outcome);
         return hold(client_in, stop);
     }
+    let fault = match fault {
+        Some(Fault::Delay { ms }) => {
+            outcome.applied = true;
+            std::thread::sleep(Duration::from_millis(ms));
+            None
+        }
+        other => other,
+    };
     let mut answer = send_upstream(upstream, head, client_in, client_out)?;
     outcome.status = answer.status;
     let body_len = match answer.framing {
@@ -603,7 +617,9 @@ fn answer(
             holding(outcome);
             hold(client_in, stop)
         }
-        Fault::Status(_) | Fault::TooManyRequests { .. } => unreachable!("answered above"),
+        Fault::Status(_) | Fault::TooManyRequests { .. } | Fault::Delay { .. } => {
+            unreachable!("answered or applied above")
+        }
     }
 }
 
