@@ -32,9 +32,17 @@ use crate::source::{BlobSource, FailedImage, Fetcher, Item, Plan, PlannedImage, 
 pub mod journal;
 mod spool;
 
-/// Entries queued for the writer, per download allowed at once: a
-/// finished download waits here (spooled) while the writer is busy.
-const QUEUED_PER_JOB: usize = 2;
+/// Registry blobs started ahead of the writer, in MiB: downloads keep going
+/// (spooled) behind a large blob the writer waits for, up to this much. Each
+/// blob counts at least [`MIN_AHEAD_MIB`], so at most 256 are ahead (each may
+/// hold a spill file open).
+const AHEAD_MIB: u32 = 1024;
+const MIN_AHEAD_MIB: u32 = 4;
+/// Entries queued for the writer: registry blobs are bounded by [`AHEAD_MIB`]
+/// rather than by count; files of a layout source need no look-ahead (and
+/// each queued one holds a file open), so a few per job.
+const QUEUED: usize = 4096;
+const QUEUED_FILES_PER_JOB: usize = 2;
 /// The default of `--jobs`: downloads at once (skopeo's default is 6 too).
 pub const DEFAULT_JOBS: usize = 6;
 
@@ -220,7 +228,11 @@ pub async fn write_bundle(
     }
     let mut warnings = plan.warnings.clone();
     warnings.extend(start.warnings.iter().cloned());
-    let (job_tx, job_rx) = mpsc::channel::<Job>(opts.jobs.max(1) * QUEUED_PER_JOB);
+    let queued = match fetcher {
+        Fetcher::Registry(_) => QUEUED,
+        Fetcher::Layout(_) => opts.jobs.max(1) * QUEUED_FILES_PER_JOB,
+    };
+    let (job_tx, job_rx) = mpsc::channel::<Job>(queued);
     let writer = {
         let progress = progress.clone();
         // With --keep-going, index.json is made again without the images left out.
@@ -405,6 +417,8 @@ struct Job {
     /// Opens the content again (registry blobs): a blob whose body broke off
     /// for good or did not hash to its digest is fetched once more.
     refetch: Option<Refetch>,
+    /// Its share of the look-ahead ([`AHEAD_MIB`]), given back once written.
+    _ahead: Option<OwnedSemaphorePermit>,
 }
 
 /// Opens a blob's content again, from the writer's thread.
@@ -453,6 +467,7 @@ async fn send_jobs(
         data: JobData::Bytes(bytes),
         images_done: 0,
         refetch: None,
+        _ahead: None,
     };
     let layout = Bytes::from_static(oci::OCI_LAYOUT_FILE);
     if !already.contains(&EntryKind::OciLayout.path(&Digest::of(&layout))) {
@@ -466,6 +481,7 @@ async fn send_jobs(
     }
     let downloads = Arc::new(Semaphore::new(opts.jobs.max(1)));
     let memory = spool::Budget::new(spool::MEMORY_AHEAD);
+    let ahead = Arc::new(Semaphore::new(AHEAD_MIB as usize));
     for item in &plan.items {
         let images_done = tops.get(&item.digest()).copied().unwrap_or(0);
         if already.contains(&EntryKind::Blob.path(&item.digest())) {
@@ -483,7 +499,7 @@ async fn send_jobs(
                 ..small(EntryKind::Blob, bytes.clone(), Some(media_type.clone()))
             },
             Item::Blob { repo, descriptor } => {
-                let (data, refetch) = match fetcher {
+                let (data, refetch, ahead) = match fetcher {
                     Fetcher::Registry(reg) => {
                         let download = Download {
                             registry: reg.clone(),
@@ -493,7 +509,13 @@ async fn send_jobs(
                             memory: memory.clone(),
                             handle: tokio::runtime::Handle::current(),
                         };
-                        // At most --jobs downloads at once; the writer takes them in order.
+                        // Up to AHEAD_MIB ahead of the writer, at most --jobs
+                        // downloads at once; the writer takes them in order.
+                        let mib = descriptor.size.div_ceil(1 << 20).clamp(
+                            u64::from(MIN_AHEAD_MIB),
+                            u64::from(AHEAD_MIB),
+                        ) as u32;
+                        let share = ahead.clone().acquire_many_owned(mib).await?;
                         let permit = downloads.clone().acquire_owned().await?;
                         let data = JobData::Spool(download.start(permit));
                         let downloads = downloads.clone();
@@ -504,15 +526,15 @@ async fn send_jobs(
                                 .map_err(anyhow::Error::new)?;
                             Ok(JobData::Spool(download.start(permit)))
                         });
-                        (data, Some(refetch))
+                        (data, Some(refetch), Some(share))
                     }
                     // A blob that cannot even be opened is handed to the writer
                     // as a failing source, so it is named (or, with
                     // --keep-going, left out) like one that breaks off.
                     Fetcher::Layout(_) => match fetcher.open_blob(repo, descriptor).await {
-                        Ok(BlobSource::File(reader)) => (JobData::File(reader), None),
+                        Ok(BlobSource::File(reader)) => (JobData::File(reader), None, None),
                         Ok(BlobSource::Stream(_)) => unreachable!("a layout gives files"),
-                        Err(e) => (failing(e), None),
+                        Err(e) => (failing(e), None, None),
                     },
                 };
                 Job {
@@ -523,6 +545,7 @@ async fn send_jobs(
                     data,
                     images_done,
                     refetch,
+                    _ahead: ahead,
                 }
             }
         };
