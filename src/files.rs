@@ -20,6 +20,15 @@ pub fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Removes a file; one that is not there is fine.
+pub fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
 /// Writes `name` in `dir` through a temporary file, fsync and rename, then
 /// syncs the directory: the file is either absent or complete.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
@@ -27,11 +36,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> 
     let path = dir.join(name);
     // Whatever is at the temporary name (a leftover, or a planted link) is
     // removed, never opened: the file is created new, so no link is followed.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", tmp.display())),
-    }
+    remove_if_present(&tmp)?;
     let mut f = File::options()
         .write(true)
         .create_new(true)

@@ -18,8 +18,6 @@ use crate::files::read_capped;
 use crate::oci::{self, Descriptor, Platform};
 use crate::registry::{ImageReference, Registry, RegistryError};
 
-/// Manifest fetches in flight at once during enumeration.
-const FETCH_CONCURRENCY: usize = 8;
 /// Deepest nesting of indexes followed.
 const MAX_DEPTH: usize = 4;
 
@@ -294,11 +292,13 @@ impl Plan {
     }
 }
 
-/// Lists the images a source holds that the filters select.
+/// Lists the images a source holds that the filters select (`jobs` tag
+/// lists at once).
 pub async fn enumerate(
     fetcher: &Fetcher,
     filters: &Filters,
     images: Option<Vec<ImageReference>>,
+    jobs: usize,
 ) -> anyhow::Result<Vec<Wanted>> {
     let mut wanted = match (fetcher, images) {
         (_, Some(list)) => list
@@ -335,7 +335,7 @@ pub async fn enumerate(
                         .with_context(|| format!("listing the tags of {repo}"))?;
                     anyhow::Ok((repo, tags))
                 })
-                .buffered(FETCH_CONCURRENCY)
+                .buffered(jobs.max(1))
                 .try_collect()
                 .await?;
             tag_lists
@@ -380,13 +380,15 @@ fn layout_images(dir: &Path) -> anyhow::Result<Vec<Wanted>> {
     Ok(out)
 }
 
-/// Fetches every manifest of the wanted images and orders all content.
+/// Fetches every manifest of the wanted images (`jobs` at once) and orders
+/// all content.
 pub async fn plan(
     fetcher: &Fetcher,
     source: &SourceSpec,
     filters: &Filters,
     wanted: Vec<Wanted>,
     keep_going: bool,
+    jobs: usize,
 ) -> anyhow::Result<Plan> {
     let fetched = stream::iter(wanted)
         .map(|w| async move {
@@ -395,7 +397,7 @@ pub async fn plan(
                 .with_context(|| format!("fetching {}", w.ref_name()));
             (w, tree)
         })
-        .buffered(FETCH_CONCURRENCY);
+        .buffered(jobs.max(1));
     let mut plan = Plan::default();
     let trees: Vec<(Wanted, Tree)> = if keep_going {
         let mut trees = Vec::new();

@@ -82,6 +82,23 @@ pub enum WriteError {
     },
 }
 
+/// Where the writer stands after an entry, for the resume journal: the open
+/// volume's length and the sha256 of its bytes so far, so a later run can
+/// check the file still holds exactly those bytes and carry on from there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// Index of the open volume.
+    pub volume: u32,
+    /// Its length in bytes.
+    pub size: u64,
+    /// The sha256 of those bytes.
+    pub sha256: crate::digest::Digest,
+    /// Where the volume starts in the tar stream.
+    pub volume_tar_offset: u64,
+    /// Position in the tar stream.
+    pub tar_pos: u64,
+}
+
 /// Where the writer stood before an entry (see [`VolumeWriter::mark`]).
 pub struct Mark {
     /// Volumes closed then.
@@ -177,6 +194,66 @@ impl VolumeWriter {
             closed: Vec::new(),
             tar_pos: 0,
         })
+    }
+
+    /// Carries on writing volumes left by an interrupted run: `closed` are the
+    /// finished volumes (checked by the caller), and `open` the running hash
+    /// and tar offset of the volume to continue, whose file is cut back to
+    /// the hash's length. Volume files after it are removed.
+    pub fn resume(
+        dir: &Path,
+        volume_size: u64,
+        level: i32,
+        closed: Vec<Volume>,
+        open: Option<(Hasher, u64)>,
+        tar_pos: u64,
+    ) -> Result<Self, WriteError> {
+        let mut writer = VolumeWriter::new(dir, volume_size, level)?;
+        let keep = closed.len() + usize::from(open.is_some());
+        let io_err = |source| WriteError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        for entry in std::fs::read_dir(dir).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            let name = entry.file_name();
+            let index = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(crate::manifest::VOLUME_PREFIX))
+                .and_then(|n| n.parse::<usize>().ok());
+            if index.is_some_and(|i| i >= keep) {
+                std::fs::remove_file(entry.path()).map_err(io_err)?;
+            }
+        }
+        writer.closed = closed;
+        let mark = Mark {
+            closed: writer.closed.len(),
+            open,
+            tar_pos,
+        };
+        writer.rewind(mark)?;
+        Ok(writer)
+    }
+
+    /// The volumes finished so far.
+    pub fn closed(&self) -> &[Volume] {
+        &self.closed
+    }
+
+    /// Hands what was written to the kernel (so it survives the process being
+    /// killed) and says where the writer stands. `None` before any entry.
+    pub fn checkpoint(&mut self) -> Result<Option<Checkpoint>, WriteError> {
+        let Some(vol) = self.current.as_mut() else {
+            return Ok(None);
+        };
+        vol.file.flush().map_err(|e| vol.io_err(e))?;
+        Ok(Some(Checkpoint {
+            volume: vol.index as u32,
+            size: vol.hasher.len(),
+            sha256: vol.hasher.clone().finish(),
+            volume_tar_offset: vol.tar_offset,
+            tar_pos: self.tar_pos,
+        }))
     }
 
     /// Bytes of the uncompressed tar stream written so far.

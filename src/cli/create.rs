@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::options::{RegistryArgs, parse_size};
+use super::options::{RegistryArgs, parse_jobs, parse_size};
 use super::{EXIT_OK, EXIT_PARTIAL, human_bytes, print_json};
 use crate::create::{self, CreateOptions, Event};
 use crate::registry::Registry;
@@ -57,6 +57,10 @@ pub struct Args {
     /// the exit code is 3.
     #[arg(long)]
     keep_going: bool,
+    /// Transfers at once: blob downloads (those ahead of the writer are
+    /// spooled to the output directory), and manifest and tag-list requests.
+    #[arg(long, value_name = "N", default_value_t = create::DEFAULT_JOBS, value_parser = parse_jobs)]
+    jobs: usize,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -106,7 +110,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if let (SourceSpec::Layout(_), Some(_)) = (&spec, &images) {
         bail!("--images selects from a registry; use --include with an oci: source");
     }
-    create::check_out_dir(&args.out)?;
+    let opts = CreateOptions {
+        out: args.out.clone(),
+        volume_size: args.volume_size,
+        level: args.compression_level,
+        source: spec.clone(),
+        keep_going: args.keep_going,
+        jobs: args.jobs,
+    };
+    // Before any network work: a finished bundle, or an interrupted run of
+    // other arguments, is refused now rather than after the enumeration.
+    create::check_out_dir(&args.out, &create::journal_header(&opts))?;
 
     let show = !args.json && std::io::stderr().is_terminal();
     let bar = if show {
@@ -129,14 +143,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
             SourceSpec::Layout(dir) => Fetcher::Layout(dir.clone()),
         };
-        let wanted = source::enumerate(&fetcher, &filters, images).await?;
+        let wanted = source::enumerate(&fetcher, &filters, images, args.jobs).await?;
         bar.set_message(format!("fetching the manifests of {} images", wanted.len()));
-        let plan = source::plan(&fetcher, &spec, &filters, wanted, args.keep_going).await?;
+        let plan = source::plan(&fetcher, &spec, &filters, wanted, args.keep_going, args.jobs).await?;
         let done = Arc::new(AtomicUsize::new(0));
         let total_images = plan.images.len();
         let progress: create::Progress = {
             let bar = bar.clone();
             let done = done.clone();
+            let out = args.out.clone();
             Arc::new(move |event| match event {
                 Event::Planned { bytes, .. } => {
                     bar.set_style(
@@ -149,19 +164,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     bar.set_length(bytes);
                     bar.set_message(format!("images 0/{total_images}"));
                 }
+                Event::Resumed { entries, bytes } => {
+                    let line = format!(
+                        "resuming the interrupted create in {}: {entries} entries ({}) already written are kept",
+                        out.display(),
+                        human_bytes(bytes)
+                    );
+                    if bar.is_hidden() {
+                        eprintln!("{line}");
+                    } else {
+                        bar.println(line);
+                    }
+                    bar.inc(bytes);
+                }
                 Event::Bytes(n) => bar.inc(n),
                 Event::ImageDone => {
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     bar.set_message(format!("images {n}/{total_images}"));
                 }
             })
-        };
-        let opts = CreateOptions {
-            out: args.out.clone(),
-            volume_size: args.volume_size,
-            level: args.compression_level,
-            source: spec.clone(),
-            keep_going: args.keep_going,
         };
         create::write_bundle(&fetcher, plan, &opts, &key, progress).await
     });

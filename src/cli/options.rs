@@ -116,6 +116,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// `--jobs`: 1 to 64.
+pub fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of jobs from 1 to 64")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_size;

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::options::BundleArgs;
-use super::options::RegistryArgs;
+use super::options::{BundleArgs, RegistryArgs, parse_jobs};
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::push::{
     self, Destination, ExistingTags, PushOptions, PushReport, RepoLayout, TagOutcome,
@@ -36,6 +35,10 @@ pub struct Args {
     /// (from an earlier push under another prefix): they are mounted from it, not uploaded. Repeatable.
     #[arg(long, value_name = "REPOSITORY")]
     mount_from: Vec<String>,
+    /// Uploads at once (each holds up to a few MiB), and requests at once
+    /// while surveying the target and tagging.
+    #[arg(long, value_name = "N", default_value_t = crate::push::DEFAULT_JOBS, value_parser = parse_jobs)]
+    jobs: usize,
     /// Where to write mapping.txt, imagedigestmirrorset.yaml and registries.conf
     /// [default: ./bundle-mirror-<bundle id>].
     #[arg(long, value_name = "DIR")]
@@ -83,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             ExistingTags::Overwrite
         },
         mount_from: args.mount_from.clone(),
+        jobs: args.jobs,
     };
     let dirs = args.bundle.dirs();
 

@@ -51,8 +51,9 @@ use crate::registry::Registry;
 use crate::sign::PublicKey;
 use crate::verify::{self, VerifyReport};
 
-/// Requests in flight during the survey and tagging.
-const CONCURRENCY: usize = 8;
+/// The default of `--jobs`: uploads, and requests of the survey and the
+/// tagging, at once.
+pub const DEFAULT_JOBS: usize = 6;
 
 /// What to do with a tag the target already has for another digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,9 @@ pub struct PushOptions {
     pub existing_tags: ExistingTags,
     /// Target repositories that may already hold blobs (mounted from, not uploaded).
     pub mount_from: Vec<String>,
+    /// Blob and manifest uploads at once (each holds up to a few MiB), and
+    /// requests at once in the survey and the tagging.
+    pub jobs: usize,
 }
 
 /// What happened to an image's tag.
@@ -193,7 +197,7 @@ pub fn push(
     }
 
     let registry = connect()?.with_upload_chunk_size(upload::CHUNK);
-    let survey = rt.block_on(survey(&registry, &m, &mapped, &opts.mount_from))?;
+    let survey = rt.block_on(survey(&registry, &m, &mapped, &opts.mount_from, opts.jobs))?;
     out.stats = PushStats {
         blobs_present: survey.blobs_present,
         manifests_present: survey.manifests_present,
@@ -213,6 +217,7 @@ pub fn push(
             registry: &registry,
             work: &survey.work,
             rt,
+            jobs: opts.jobs,
         };
         read = reading.run(progress, &mut report, &mut out.stats)?;
     }
@@ -248,6 +253,7 @@ pub fn push(
             &before,
             &read.pushed,
             opts.existing_tags,
+            opts.jobs,
         ))?
         .into_iter();
     for (result, blocked) in out.images.iter_mut().zip(blocked) {
@@ -297,6 +303,7 @@ async fn survey(
     m: &BundleManifest,
     mapped: &[Mapped],
     mount_from: &[String],
+    jobs: usize,
 ) -> anyhow::Result<Survey> {
     let kinds: HashMap<Digest, String> = m
         .entries
@@ -317,7 +324,7 @@ async fn survey(
             .await
             .with_context(|| format!("looking up {}:{tag}", img.repository))
     }))
-    .buffered(CONCURRENCY)
+    .buffered(jobs.max(1))
     .try_collect()
     .await?;
     let complete: BTreeSet<(String, Digest)> = mapped
@@ -331,7 +338,7 @@ async fn survey(
         .flat_map(|img| img.needs.iter().map(|d| (img.repository.clone(), *d)))
         .collect();
     let unknown = pairs.iter().filter(|p| !complete.contains(p)).cloned();
-    let mut asked = check_present(registry, unknown, &is_manifest)
+    let mut asked = check_present(registry, unknown, &is_manifest, jobs)
         .await?
         .into_iter();
     let present: Vec<bool> = pairs
@@ -367,7 +374,7 @@ async fn survey(
         .filter(|(_, w)| !w.manifest && w.holder.is_none())
         .flat_map(|(d, _)| mount_from.iter().map(move |r| (r.clone(), *d)))
         .collect();
-    let found = check_present(registry, orphans.iter().cloned(), &|_| false).await?;
+    let found = check_present(registry, orphans.iter().cloned(), &|_| false, jobs).await?;
     for ((repo, digest), has) in orphans.iter().zip(found) {
         if let Some(w) = work.get_mut(digest).filter(|w| has && w.holder.is_none()) {
             w.holder = Some(repo.clone());
@@ -386,6 +393,7 @@ async fn check_present(
     registry: &Registry,
     pairs: impl Iterator<Item = (String, Digest)>,
     is_manifest: &dyn Fn(&Digest) -> bool,
+    jobs: usize,
 ) -> anyhow::Result<Vec<bool>> {
     stream::iter(pairs.map(|(repo, digest)| {
         let manifest = is_manifest(&digest);
@@ -401,7 +409,7 @@ async fn check_present(
             has.with_context(|| format!("asking {} whether {repo} has {digest}", registry.host()))
         }
     }))
-    .buffered(CONCURRENCY)
+    .buffered(jobs.max(1))
     .try_collect()
     .await
 }
@@ -417,6 +425,7 @@ async fn set_tags(
     before: &[Option<Digest>],
     pushed: &HashMap<Digest, Bytes>,
     existing: ExistingTags,
+    jobs: usize,
 ) -> anyhow::Result<Vec<TagOutcome>> {
     stream::iter(mapped.iter().zip(before).map(|(img, before)| async move {
         let Some(tag) = &img.tag else {
@@ -457,7 +466,7 @@ async fn set_tags(
             .with_context(|| format!("tagging {what}"))?;
         anyhow::Ok(outcome)
     }))
-    .buffered(CONCURRENCY)
+    .buffered(jobs.max(1))
     .try_collect()
     .await
 }

@@ -23,8 +23,6 @@ use crate::oci;
 use crate::registry::{ErrorCode, MountOutcome, Registry, Upload};
 use crate::verify::{self, VerifyReport};
 
-/// Blob and manifest tasks running at once while the reader goes on.
-const IN_FLIGHT: usize = 6;
 /// Size of the pieces handed from the reader to the uploader.
 const PIECE: usize = 1 << 20;
 /// Pieces queued between the reader and the uploader.
@@ -32,8 +30,8 @@ const QUEUE: usize = 4;
 /// Pieces queued for one blob's task.
 const BLOB_QUEUE: usize = 2;
 /// Blobs up to this size are held and sent whole with the closing `PUT` (one
-/// request less); larger ones stream. With [`IN_FLIGHT`] tasks each holding
-/// at most this and a few pieces, memory stays far under 100 MiB.
+/// request less); larger ones stream. With `--jobs` tasks (6 by default) each
+/// holding at most this and a few pieces, memory stays far under 100 MiB.
 pub(super) const CHUNK: usize = 4 << 20;
 /// Most bytes per streamed `PATCH` of a large blob (nothing is buffered; the
 /// limit keeps each request within what proxies in front of registries allow).
@@ -47,6 +45,8 @@ pub(super) struct Reading<'a> {
     /// What the target lacks.
     pub work: &'a HashMap<Digest, Work>,
     pub rt: &'a Handle,
+    /// Blob and manifest tasks running at once while the reader goes on.
+    pub jobs: usize,
 }
 
 impl Reading<'_> {
@@ -64,6 +64,7 @@ impl Reading<'_> {
             stats: Arc::new(Mutex::new(stats.clone())),
             refused: Arc::new(Mutex::new(Vec::new())),
             pushed: Arc::new(Mutex::new(HashMap::new())),
+            jobs: self.jobs.max(1),
         };
         let (tx, rx) = mpsc::channel(QUEUE);
         let uploader = self
@@ -194,6 +195,8 @@ struct Ctx {
     refused: Arc<Mutex<Vec<(Digest, String)>>>,
     /// Manifests pushed, by digest.
     pushed: Arc<Mutex<HashMap<Digest, Bytes>>>,
+    /// Tasks at once.
+    jobs: usize,
 }
 
 /// Receives entries from the reader. Each blob and manifest the target lacks
@@ -212,7 +215,7 @@ async fn run_uploader(
         match msg {
             Msg::Start(digest) => {
                 let w = work.get(&digest).context("an entry nobody asked for")?;
-                while tasks.len() >= IN_FLIGHT {
+                while tasks.len() >= ctx.jobs {
                     join_one(&mut tasks).await?;
                 }
                 if w.manifest {

@@ -10,7 +10,7 @@
 //! never adds anything back.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -146,6 +146,9 @@ struct AuthState {
     challenge: Option<Challenge>,
     /// Token per scope string ("" for no scope), with the instant it stops being used.
     tokens: HashMap<String, (String, Instant)>,
+    /// One gate per scope: concurrent requests that need the same new token
+    /// (parallel downloads from one repository) ask the token service once.
+    gates: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// One registry: its base URL, HTTP client, credentials and cached tokens.
@@ -492,21 +495,28 @@ impl Session {
             Some(Challenge::Basic) => Ok(self.basic_header()),
             Some(Challenge::Bearer(c)) => {
                 let key = scope.as_token_scope().unwrap_or_default();
-                let cached = {
-                    let state = self.state();
-                    state
-                        .tokens
-                        .get(&key)
-                        .filter(|(_, until)| Instant::now() < *until)
-                        .map(|(t, _)| t.clone())
-                };
-                let token = match cached {
+                if let Some(t) = self.cached_token(&key) {
+                    return Ok(Some(bearer(&t)?));
+                }
+                let gate = self.state().gates.entry(key.clone()).or_default().clone();
+                let _one_at_a_time = gate.lock().await;
+                // Whoever held the gate before may have fetched it meanwhile.
+                let token = match self.cached_token(&key) {
                     Some(t) => t,
                     None => self.fetch_token(&c, scope, None).await?,
                 };
                 Ok(Some(bearer(&token)?))
             }
         }
+    }
+
+    /// The token cached for scope `key`, while it is still good.
+    fn cached_token(&self, key: &str) -> Option<String> {
+        self.state()
+            .tokens
+            .get(key)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(t, _)| t.clone())
     }
 
     /// Reacts to a `401`: learns the challenge and gets what it asks for.
@@ -610,6 +620,29 @@ impl Session {
                 }
             })
             .await?;
+        let mut post_grant = matches!(self.credentials, Credentials::IdentityToken { .. });
+        let resp = match (&self.credentials, resp.status().as_u16()) {
+            // A token service that takes only the OAuth2 POST (docker's other
+            // flow): the password grant, as `docker login` sends it.
+            (Credentials::Basic { username, password }, 404 | 405) => {
+                post_grant = true;
+                self.send_retrying(&realm, || {
+                    let mut form = vec![
+                        ("grant_type", "password"),
+                        ("username", username.as_str()),
+                        ("password", password.as_str()),
+                        ("client_id", "bundle"),
+                    ];
+                    form.extend(query.iter().copied());
+                    if !joined.is_empty() {
+                        form.push(("scope", &joined));
+                    }
+                    self.http.post(realm.clone()).form(&form)
+                })
+                .await?
+            }
+            _ => resp,
+        };
         let status = resp.status().as_u16();
         let body = read_capped(resp, TOKEN_LIMIT, "token response").await?;
         if status == 401 || status == 403 {
@@ -620,11 +653,7 @@ impl Session {
         }
         if !(200..300).contains(&status) {
             return Err(RegistryError::Http {
-                method: if matches!(self.credentials, Credentials::IdentityToken { .. }) {
-                    "POST"
-                } else {
-                    "GET"
-                },
+                method: if post_grant { "POST" } else { "GET" },
                 url: realm.to_string(),
                 status,
                 errors: parse_error_envelope(&body),

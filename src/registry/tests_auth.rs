@@ -199,6 +199,81 @@ async fn token_flow_anonymous_identity_token_and_static_bearer() {
     );
 }
 
+/// Eight requests at once that need the same new token ask for it once.
+#[tokio::test]
+async fn concurrent_requests_share_one_token_fetch() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let server = MiniServer::start("127.0.0.1", token_registry(issued.clone(), false)).await;
+    let r = connect(&server, basic("alice", "pw")).await.unwrap();
+    let all = futures_util::future::join_all((0..8).map(|_| r.tags("app"))).await;
+    assert!(
+        all.iter()
+            .all(|t| t.as_deref().ok() == Some(&["t".to_owned()][..]))
+    );
+    let scoped = server
+        .seen()
+        .iter()
+        .filter(|q| q.path() == "/token" && q.query_all("scope") == ["repository:app:pull"])
+        .count();
+    assert_eq!(scoped, 1, "token requests for repository:app:pull");
+}
+
+/// A token service that answers the GET with 404 and takes only the OAuth2
+/// POST gets the password grant, and never sees the password in a URL.
+#[tokio::test]
+async fn a_token_service_without_get_gets_the_password_grant() {
+    let server = MiniServer::start("127.0.0.1", |req: &Request| {
+        let host = req.header("host").unwrap_or("").to_owned();
+        match (req.method.as_str(), req.path()) {
+            ("GET", "/token") => Reply::status(404),
+            ("POST", "/token") => {
+                let form = String::from_utf8_lossy(&req.body).into_owned();
+                let probe = Request {
+                    target: format!("/?{form}"),
+                    ..req.clone()
+                };
+                let ok = probe.query("grant_type").as_deref() == Some("password")
+                    && probe.query("username").as_deref() == Some("alice")
+                    && probe.query("password").as_deref() == Some("p&w=1")
+                    && probe.query("service").as_deref() == Some("fake")
+                    // No scope: the ping's token proving the credentials.
+                    && matches!(probe.query("scope").as_deref(), None | Some("repository:app:pull"));
+                if !ok {
+                    return Reply::status(401);
+                }
+                Reply::json(200, r#"{"access_token":"granted","expires_in":300}"#)
+            }
+            (_, "/v2/") if req.header("authorization") == Some("Bearer granted") => {
+                Reply::json(200, "{}")
+            }
+            (_, "/v2/app/tags/list") if req.header("authorization") == Some("Bearer granted") => {
+                Reply::json(200, tags_page(&["v1"]))
+            }
+            _ => Reply::json(401, r#"{"errors":[]}"#).header(
+                "www-authenticate",
+                format!(
+                    r#"Bearer realm="http://{host}/token",service="fake",scope="repository:app:pull""#
+                ),
+            ),
+        }
+    })
+    .await;
+    let reg = connect(&server, basic("alice", "p&w=1")).await.unwrap();
+    assert_eq!(reg.tags("app").await.unwrap(), vec!["v1"]);
+    let requests = server.seen();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "POST" && r.path() == "/token")
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.target.contains("p%26w") && !r.target.contains("p&w")),
+        "the password went into a URL"
+    );
+}
+
 #[tokio::test]
 async fn rejected_token_is_replaced_once() {
     let issued = Arc::new(AtomicUsize::new(0));

@@ -461,7 +461,7 @@ fn refuses_unsafe_keys_and_occupied_output() {
     let o = create(&out, &keys.secret, &["--from", "oci:sample/layout"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o).contains("already holds bundle files"),
+        text(&o).contains("already holds a finished bundle"),
         "{}",
         text(&o)
     );

@@ -77,8 +77,10 @@ fn a_source_layout_with_a_corrupt_blob_is_refused() {
     assert!(!out.join("bundle.json").exists());
 }
 
+/// kill -9 mid-volume: nothing verifies; the same command carries on to a
+/// bundle that does, another command is refused.
 #[test]
-fn a_create_killed_half_way_leaves_nothing_that_verifies() {
+fn a_create_killed_half_way_leaves_nothing_that_verifies_until_resumed() {
     let tmp = temp_dir();
     let layout = LayoutBuilder::new(tmp.path().join("layout"))
         .image(
@@ -124,16 +126,26 @@ fn a_create_killed_half_way_leaves_nothing_that_verifies() {
     assert!(!out.join("bundle.json").exists());
     let v = verify(&out, &keys.public, &[]);
     assert_eq!(v.status.code(), Some(1), "{}", text(&v));
-    // A re-run refuses to mix with the partial output, and says so.
-    let o = create(
-        &out,
-        &keys.secret,
-        &["--from", &format!("oci:{}", layout.dir.display())],
-    );
+    // A re-run with other arguments refuses to mix with the partial output,
+    // and says why; with the same ones it carries on to a bundle that verifies.
+    let from = format!("oci:{}", layout.dir.display());
+    let o = create(&out, &keys.secret, &["--from", &from]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o).contains("already holds bundle files"),
+        text(&o).contains("interrupted create made with --volume-size 8388608"),
         "{}",
         text(&o)
     );
+    let o = create_ok(
+        &out,
+        &keys.secret,
+        &["--volume-size", "8M", "--from", &from],
+    );
+    assert!(
+        text(&o).contains("resuming the interrupted create"),
+        "{}",
+        text(&o)
+    );
+    let v = verify(&out, &keys.public, &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 }

@@ -683,3 +683,41 @@ fn keep_going_leaves_out_the_images_that_cannot_be_fetched_and_exits_3() {
         "a failed run signs nothing"
     );
 }
+
+/// `push --jobs N` bounds the uploads at once: behind a target whose upload
+/// starts are slow, the proxy never sees more than N of them in flight (and
+/// sees N), and every tag lands at the source digest.
+#[test]
+fn push_jobs_bounds_the_uploads_in_flight() {
+    let Bundled { fx, keys, tmp, dir } = bundled("256K");
+    for jobs in [1usize, 3] {
+        let target = TestRegistry::start();
+        let proxy = FaultProxy::in_front_of(&target);
+        proxy.add(Rule::new(Kind::UploadStart, Fault::Delay { ms: 300 }).always());
+        let o = bundle_cmd()
+            .arg("push")
+            .arg(&dir)
+            .arg("--to")
+            .arg(format!("{}/mirror", proxy.host()))
+            .arg("--pubkey")
+            .arg(&keys.public)
+            .args(["--tls-verify=false", "--jobs", &jobs.to_string()])
+            .arg("--mirror-config")
+            .arg(tmp.path().join(format!("mirror-{jobs}")))
+            .timeout(HANG)
+            .output()
+            .unwrap();
+        assert_exit(&o, 0, &proxy);
+        assert_eq!(
+            proxy.max_in_flight(Kind::UploadStart),
+            jobs,
+            "upload starts in flight at once with --jobs {jobs}\n{}",
+            proxy.log_text()
+        );
+        for pushed in &fx.images {
+            let repo = format!("mirror/{}", pushed.repo);
+            let served = fetch_manifest(&target, &repo, &pushed.tag);
+            assert_eq!(served.digest, pushed.digest, "{repo}:{}", pushed.tag);
+        }
+    }
+}

@@ -13,6 +13,7 @@ mod faults;
 mod hostile;
 mod list;
 mod push;
+mod resume;
 mod roundtrip;
 mod support;
 mod support_selftest;

@@ -702,3 +702,141 @@ fn tree_digests(root: &std::path::Path) -> Vec<(String, String)> {
     out.sort();
     out
 }
+
+/// `Fault::Hold` stops an answer where asked and keeps the connection open
+/// until the client goes away, the log shows it holding, and
+/// `max_in_flight` counts the answers under way together.
+#[test]
+fn fault_proxy_holds_answers_and_counts_them_in_flight() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let registry = TestRegistry::start();
+    let layout_dir = temp_dir();
+    let layout = standard_layout(layout_dir.path());
+    skopeo_push(
+        &registry,
+        &layout,
+        "tools/helm:3.14",
+        "app/helm:1",
+        Format::Oci,
+    );
+    let layer = fetch_manifest(&registry, "app/helm", "1").json()["layers"][0].clone();
+    let (digest, size) = (
+        layer["digest"].as_str().expect("a layer digest").to_owned(),
+        layer["size"].as_u64().expect("a layer size"),
+    );
+    assert!(size > 1000, "the layer is larger than what is sent");
+    let proxy = FaultProxy::in_front_of(&registry);
+    proxy.add(Rule::new(Kind::BlobGet, Fault::Hold { after: 1000 }).first(2));
+    proxy.add(Rule::new(Kind::TagList, Fault::Hold { after: 0 }).first(1));
+    let blob_path = format!("/v2/app/helm/blobs/{digest}");
+    // A raw keep-alive GET, so that the test decides when the client goes away.
+    let get = |path: &str| {
+        let mut stream = TcpStream::connect(proxy.host()).expect("connecting to the proxy");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\n\r\n",
+            proxy.host()
+        )
+        .expect("sending a request");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("setting a read timeout");
+        BufReader::new(stream)
+    };
+    // Reads a head, then `n` body bytes; returns the status line.
+    let head_and = |reader: &mut BufReader<TcpStream>, n: usize| {
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("a status line");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("a header line");
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+        let mut body = vec![0u8; n];
+        reader.read_exact(&mut body).expect("the body bytes sent");
+        status.trim().to_owned()
+    };
+    // Nothing more arrives while held (a read times out, it does not end).
+    let silent = |reader: &mut BufReader<TcpStream>| {
+        let mut byte = [0u8; 1];
+        match reader.read_exact(&mut byte) {
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            Ok(()) => false,
+        }
+    };
+    let wait = Duration::from_secs(10);
+
+    let mut first = get(&blob_path);
+    assert_eq!(head_and(&mut first, 1000), "HTTP/1.1 200 OK");
+    let held = proxy.wait_until_held(wait).expect("the first GET is held");
+    assert_eq!(
+        (held.path.as_str(), held.status, held.sent, held.finished),
+        (blob_path.as_str(), 200, 1000, false),
+        "{}",
+        proxy.log_text()
+    );
+    let mut second = get(&blob_path);
+    assert_eq!(head_and(&mut second, 1000), "HTTP/1.1 200 OK");
+    let both = proxy.wait_for(wait, |log| {
+        (log.iter().filter(|r| r.held).count() == 2).then_some(())
+    });
+    assert!(both.is_some(), "two held:\n{}", proxy.log_text());
+    assert!(
+        silent(&mut first) && silent(&mut second),
+        "nothing after the hold point"
+    );
+    assert_eq!(
+        proxy.max_in_flight(Kind::BlobGet),
+        2,
+        "{}",
+        proxy.log_text()
+    );
+
+    // After 0 bytes, not even the head is sent.
+    let mut tags = get("/v2/app/helm/tags/list");
+    let held_tags = proxy
+        .wait_for(wait, |log| {
+            log.iter().find(|r| r.held && r.is(Kind::TagList)).cloned()
+        })
+        .unwrap_or_else(|| panic!("the tag list is held:\n{}", proxy.log_text()));
+    assert_eq!((held_tags.status, held_tags.sent), (0, 0));
+    assert!(silent(&mut tags), "no head for a hold after 0 bytes");
+    assert_eq!(proxy.max_in_flight(Kind::TagList), 1);
+    assert_eq!(proxy.max_in_flight(Kind::BlobGet), 2, "other kinds apart");
+
+    // A client going away ends its hold, and only its own.
+    drop(first);
+    let released = proxy.wait_for(wait, |log| {
+        log.iter()
+            .find(|r| r.at == held.at && r.finished)
+            .map(|_| log.iter().filter(|r| r.held).count())
+    });
+    assert_eq!(released, Some(2), "{}", proxy.log_text());
+    drop((second, tags));
+    assert!(
+        proxy.wait_until_released(wait),
+        "holds end when their clients go away:\n{}",
+        proxy.log_text()
+    );
+    let log = proxy.log();
+    assert!(
+        log.iter().all(|r| r.finished && r.fault.is_some()),
+        "{}",
+        proxy.log_text()
+    );
+
+    // Without a hold left, the blob comes whole; the maximum starts again on reset.
+    proxy.reset_max_in_flight();
+    assert_eq!(proxy.max_in_flight(Kind::BlobGet), 0);
+    let answer = curl(&[], &format!("http://{}{blob_path}", proxy.host()));
+    assert_eq!(
+        (answer.status, digest_of(&answer.body)),
+        (200, digest.clone())
+    );
+    assert_eq!(proxy.max_in_flight(Kind::BlobGet), 1);
+}

@@ -8,9 +8,16 @@
 //! matches, or per path), or every one. A request no rule takes is forwarded
 //! as is, `Range` included, so a client's retry or resume reaches the real
 //! registry. Forwarding (and what is dropped) is [`send_upstream`]'s.
+//!
+//! A [`Fault::Hold`] stops an answer part-way and keeps the connection open,
+//! so that a test can kill the client at a chosen point: requests are logged
+//! as they arrive, [`FaultProxy::wait_until_held`] returns once a hold has
+//! been reached, and [`FaultProxy::max_in_flight`] tells how many requests
+//! of a kind were being answered at the same time.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,7 +50,25 @@ pub enum Fault {
     },
     /// Flips the lowest bit of the body's middle byte (the length stays right).
     FlipByte,
+    /// Waits this many milliseconds, then forwards the request as is (a slow
+    /// server: requests of a client overlap, and the in-flight counts show it).
+    Delay {
+        /// Milliseconds before forwarding.
+        ms: u64,
+    },
+    /// Sends the head and the first `after` body bytes (for `after: 0`
+    /// nothing at all, not even the head, and the registry is not asked),
+    /// then sends nothing more and keeps the connection open until the
+    /// client goes away (or [`HOLD_LIMIT`] passes). While it holds, its log
+    /// entry says so ([`Logged::held`]).
+    Hold {
+        /// Body bytes sent before holding.
+        after: u64,
+    },
 }
+
+/// The longest a [`Fault::Hold`] keeps a connection whose client stays.
+pub const HOLD_LIMIT: Duration = Duration::from_secs(300);
 
 /// Which requests a [`Rule`] looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +92,20 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn matches(self, method: &str, path: &str) -> bool {
+    /// Every kind, in declaration order.
+    pub const ALL: [Kind; 8] = [
+        Kind::BlobGet,
+        Kind::ManifestGet,
+        Kind::Catalog,
+        Kind::TagList,
+        Kind::UploadStart,
+        Kind::UploadPatch,
+        Kind::UploadPut,
+        Kind::ManifestPut,
+    ];
+
+    /// Whether a request with this method and path (without the query) is of this kind.
+    pub fn matches(self, method: &str, path: &str) -> bool {
         let v2 = path.starts_with("/v2/");
         let upload = v2 && path.contains("/blobs/uploads/");
         match self {
@@ -171,13 +209,23 @@ pub struct Logged {
     pub sent: u64,
     /// The fault injected, if any.
     pub fault: Option<Fault>,
+    /// A [`Fault::Hold`] reached its point (head and `after` bytes written
+    /// to the socket) and is holding; false again once the client went away.
+    pub held: bool,
+    /// The answer is over: sent whole, broken off, or released from a hold.
+    pub finished: bool,
 }
 
 impl Logged {
+    /// Whether the request is of `kind`.
+    pub fn is(&self, kind: Kind) -> bool {
+        kind.matches(&self.method, &self.path)
+    }
+
     /// `GET /path [Range] -> 206 (sent bytes) [fault]`, for messages.
     pub fn line(&self) -> String {
         format!(
-            "{:>7.3}s {} {}{} {}-> {} ({} bytes){}",
+            "{:>7.3}s {} {}{} {}-> {} ({} bytes){}{}",
             self.at.as_secs_f64(),
             self.method,
             self.path,
@@ -191,7 +239,14 @@ impl Logged {
                 .unwrap_or_default(),
             self.status,
             self.sent,
-            self.fault.map(|f| format!(" {f:?}")).unwrap_or_default()
+            self.fault.map(|f| format!(" {f:?}")).unwrap_or_default(),
+            if self.held {
+                " HOLDING"
+            } else if !self.finished {
+                " (in flight)"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -200,11 +255,28 @@ struct State {
     upstream: String,
     rules: Vec<(Rule, Vec<(String, usize)>)>,
     log: Vec<Logged>,
+    /// Requests of each [`Kind`] (by `Kind::ALL` position) being answered now.
+    in_flight: [usize; Kind::ALL.len()],
+    /// The most of each kind answered at once.
+    max_in_flight: [usize; Kind::ALL.len()],
 }
 
-/// The proxy; stops accepting on drop.
+impl State {
+    /// Counts a request of these kinds in (`+1`) or out (`-1`).
+    fn count(&mut self, method: &str, path: &str, delta: isize) {
+        for (i, kind) in Kind::ALL.iter().enumerate() {
+            if kind.matches(method, path) {
+                self.in_flight[i] = self.in_flight[i].saturating_add_signed(delta);
+                self.max_in_flight[i] = self.max_in_flight[i].max(self.in_flight[i]);
+            }
+        }
+    }
+}
+
+/// The proxy; stops accepting on drop, and releases its holds.
 pub struct FaultProxy {
     state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
     server: Server,
 }
 
@@ -216,13 +288,20 @@ impl FaultProxy {
             upstream: registry.host(),
             rules: Vec::new(),
             log: Vec::new(),
+            in_flight: [0; Kind::ALL.len()],
+            max_in_flight: [0; Kind::ALL.len()],
         }));
-        let (state2, epoch) = (Arc::clone(&state), Instant::now());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (state2, stop2, epoch) = (Arc::clone(&state), Arc::clone(&stop), Instant::now());
         let server = Server::start(move |stream| {
             // A client hanging up mid-request is not the proxy's failure.
-            let _ = serve_connection(stream, &state2, epoch);
+            let _ = serve_connection(stream, &state2, &stop2, epoch);
         });
-        FaultProxy { state, server }
+        FaultProxy {
+            state,
+            stop,
+            server,
+        }
     }
 
     /// Adds a fault; rules are tried in the order added, the first that
@@ -261,8 +340,64 @@ impl FaultProxy {
             .collect()
     }
 
+    /// Polls the log (every 10 ms) until `found` returns something, or
+    /// `timeout` passes (then `None`).
+    pub fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut found: impl FnMut(&[Logged]) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(t) = found(&self.log()) {
+                return Some(t);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The first request (by arrival) now holding on a [`Fault::Hold`]: its
+    /// head and `after` bytes are written to the socket. `None` if none
+    /// holds within `timeout`.
+    pub fn wait_until_held(&self, timeout: Duration) -> Option<Logged> {
+        self.wait_for(timeout, |log| log.iter().find(|r| r.held).cloned())
+    }
+
+    /// Whether no request holds within `timeout` (every held client went away).
+    pub fn wait_until_released(&self, timeout: Duration) -> bool {
+        self.wait_for(timeout, |log| log.iter().all(|r| !r.held).then_some(()))
+            .is_some()
+    }
+
+    /// The largest number of requests of `kind` answered at the same time
+    /// (from a request's arrival to the end of its answer), since the proxy
+    /// started or [`FaultProxy::reset_max_in_flight`].
+    pub fn max_in_flight(&self, kind: Kind) -> usize {
+        let i = Kind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("every kind is in Kind::ALL");
+        self.lock().max_in_flight[i]
+    }
+
+    /// Starts [`FaultProxy::max_in_flight`] again from what is in flight now.
+    pub fn reset_max_in_flight(&self) {
+        let mut s = self.lock();
+        s.max_in_flight = s.in_flight;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("fault proxy lock")
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        // Holds end on their next poll; the server stops accepting after this.
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
@@ -308,13 +443,19 @@ fn choose(
     None
 }
 
-fn serve_connection(client: TcpStream, state: &Mutex<State>, epoch: Instant) -> io::Result<()> {
+fn serve_connection(
+    client: TcpStream,
+    state: &Mutex<State>,
+    stop: &AtomicBool,
+    epoch: Instant,
+) -> io::Result<()> {
     serve_requests(client, |head, reader, writer| {
         let (method, path, query) = head.request_target();
         let range = head.get("Range").map(str::to_owned);
         let (upstream, fault, index) = {
             let mut s = state.lock().expect("fault proxy lock");
             let fault = choose(&mut s.rules, &method, &path, range.as_deref());
+            s.count(&method, &path, 1);
             s.log.push(Logged {
                 at: epoch.elapsed(),
                 done: epoch.elapsed(),
@@ -325,19 +466,41 @@ fn serve_connection(client: TcpStream, state: &Mutex<State>, epoch: Instant) -> 
                 status: 0,
                 sent: 0,
                 fault,
+                held: false,
+                finished: false,
             });
             (s.upstream.clone(), fault, s.log.len() - 1)
         };
         let mut outcome = Outcome::default();
-        let result = answer(head, reader, writer, &upstream, fault, &mut outcome);
+        let mut holding = |outcome: &Outcome| {
+            let mut s = state.lock().expect("fault proxy lock");
+            let entry = &mut s.log[index];
+            entry.status = outcome.status;
+            entry.sent = outcome.sent;
+            entry.held = true;
+        };
+        let result = answer(
+            head,
+            reader,
+            writer,
+            &upstream,
+            fault,
+            &mut outcome,
+            &mut holding,
+            stop,
+        );
         let mut s = state.lock().expect("fault proxy lock");
         let entry = &mut s.log[index];
         entry.done = epoch.elapsed();
         entry.status = outcome.status;
         entry.sent = outcome.sent;
+        entry.held = false;
+        entry.finished = true;
         if !outcome.applied {
             entry.fault = None;
         }
+        let (method, path) = (entry.method.clone(), entry.path.clone());
+        s.count(&method, &path, -1);
         result
     })
 }
@@ -352,6 +515,8 @@ struct Outcome {
 }
 
 /// Answers one request, with `fault` if any; returns whether to close.
+/// `holding` is told when a [`Fault::Hold`] starts holding; `stop` ends holds.
+#[allow(clippy::too_many_arguments)]
 fn answer(
     head: &Head,
     client_in: &mut BufReader<TcpStream>,
@@ -359,11 +524,26 @@ fn answer(
     upstream: &str,
     fault: Option<Fault>,
     outcome: &mut Outcome,
+    holding: &mut dyn FnMut(&Outcome),
+    stop: &AtomicBool,
 ) -> io::Result<bool> {
     if let Some(status @ (Fault::Status(_) | Fault::TooManyRequests { .. })) = fault {
         outcome.applied = true;
         return refuse(head, client_in, client_out, status, outcome);
     }
+    if let Some(Fault::Hold { after: 0 }) = fault {
+        outcome.applied = true;
+        holding(outcome);
+        return hold(client_in, stop);
+    }
+    let fault = match fault {
+        Some(Fault::Delay { ms }) => {
+            outcome.applied = true;
+            std::thread::sleep(Duration::from_millis(ms));
+            None
+        }
+        other => other,
+    };
     let mut answer = send_upstream(upstream, head, client_in, client_out)?;
     outcome.status = answer.status;
     let body_len = match answer.framing {
@@ -431,8 +611,41 @@ fn answer(
             outcome.sent = bytes.len() as u64;
             Ok(bytes.len() as u64 != len)
         }
-        Fault::Status(_) | Fault::TooManyRequests { .. } => unreachable!("answered above"),
+        Fault::Hold { after } => {
+            outcome.sent = copy_n(body, client_out, after.min(len))?;
+            client_out.flush()?;
+            holding(outcome);
+            hold(client_in, stop)
+        }
+        Fault::Status(_) | Fault::TooManyRequests { .. } | Fault::Delay { .. } => {
+            unreachable!("answered or applied above")
+        }
     }
+}
+
+/// Sends nothing more until the client goes away (end of stream or an
+/// error on its socket), the proxy is dropped (`stop`), or [`HOLD_LIMIT`]
+/// passes; whatever the client sends meanwhile is read and dropped. Always
+/// ends the connection.
+fn hold(client_in: &mut BufReader<TcpStream>, stop: &AtomicBool) -> io::Result<bool> {
+    client_in
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(50)))?;
+    let deadline = Instant::now() + HOLD_LIMIT;
+    let mut scratch = [0u8; 4096];
+    while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+        match client_in.read(&mut scratch) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    Err(io::Error::other("held until the client went away"))
 }
 
 /// Answers an error status without asking the registry; the request body is

@@ -8,7 +8,9 @@
 //!   [`standard_fixture`] / [`seed_many_repositories`].
 //! - [`proxy`]: [`PagingProxy`], paginates `tags/list` and counts requests.
 //! - [`faults`]: [`FaultProxy`], injects resets, 5xx, 429, truncation, a
-//!   trickle or a flipped byte into chosen requests, and logs them all.
+//!   trickle, a flipped byte or a hold (an answer stopped part-way, for
+//!   killing the client there) into chosen requests, logs them all as they
+//!   arrive, and counts how many of a kind are answered at once.
 //! - [`http`]: the HTTP/1.1 framing and forwarding the proxies and the token
 //!   server share.
 //! - [`token`]: [`TokenServer`], a Docker token server issuing signed JWTs to

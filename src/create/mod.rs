@@ -1,13 +1,14 @@
 //! `bundle create`: fetch a plan's content once and write it straight into
 //! signed volumes.
 //!
-//! Network and archive run side by side: async tasks fetch blobs (a few
-//! ahead, each through a small bounded channel) while one thread compresses
-//! and writes the single ordered stream. Every body is checked against its
-//! digest as it arrives; bundle.json and its signature are written last, each
-//! atomically, so an interrupted run never leaves a bundle that verifies.
+//! Network and archive run side by side: up to `--jobs` async tasks download
+//! blobs, each into a [`spool`] (memory, then an unlinked file), while one
+//! thread compresses and writes the single ordered stream. Every body is
+//! checked against its digest as it arrives; bundle.json and its signature are
+//! written last, each atomically, so an interrupted run never leaves a bundle
+//! that verifies. The [`journal`] lets a killed run continue where it stopped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -16,21 +17,26 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use self::spool::SpoolReader;
 
 use crate::archive::writer::{VolumeWriter, WriteError};
 use crate::digest::Digest;
-use crate::files::write_atomic;
+use crate::files::{self, write_atomic};
 use crate::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, Volume};
 use crate::oci::{self, Descriptor, LayoutIndex};
 use crate::sign::SecretKey;
 use crate::source::{BlobSource, FailedImage, Fetcher, Item, Plan, PlannedImage, SourceSpec};
 
-/// Blobs fetched ahead of the one being written.
-const JOBS_AHEAD: usize = 3;
-/// Chunks buffered per blob between network and writer (hyper chunks reach ~400 KiB:
-/// this bounds memory to a few MiB per blob in flight whatever the blob size).
-const CHUNKS_AHEAD: usize = 4;
+pub mod journal;
+mod spool;
+
+/// Entries queued for the writer, per download allowed at once: a
+/// finished download waits here (spooled) while the writer is busy.
+const QUEUED_PER_JOB: usize = 2;
+/// The default of `--jobs`: downloads at once (skopeo's default is 6 too).
+pub const DEFAULT_JOBS: usize = 6;
 
 /// What `create` needs besides the plan.
 pub struct CreateOptions {
@@ -44,6 +50,8 @@ pub struct CreateOptions {
     pub source: SourceSpec,
     /// Leave out the images a blob cannot be fetched for, instead of failing.
     pub keep_going: bool,
+    /// Blob downloads at once.
+    pub jobs: usize,
 }
 
 /// Progress of a create run.
@@ -54,6 +62,14 @@ pub enum Event {
         /// Images to write.
         images: usize,
         /// Content bytes to write.
+        bytes: u64,
+    },
+    /// An interrupted run is continued: these entries are kept (their bytes
+    /// count as written).
+    Resumed {
+        /// Entries kept.
+        entries: usize,
+        /// Their content bytes.
         bytes: u64,
     },
     /// More content bytes were written.
@@ -80,8 +96,11 @@ pub struct CreateReport {
     pub content_bytes: u64,
     /// The volumes written.
     pub volumes: Vec<Volume>,
-    /// Notes (images skipped and why).
+    /// Notes (images skipped and why, damage found when resuming).
     pub warnings: Vec<String>,
+    /// What an interrupted run had written and this one kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<Resumed>,
     /// Digest of bundle.json.
     pub manifest_digest: Digest,
     /// Images left out with `--keep-going`, and why.
@@ -89,26 +108,54 @@ pub struct CreateReport {
     pub failed: Vec<FailedImage>,
 }
 
-/// Refuses an output directory that already holds bundle files (checked
-/// before any network work; the directory is created when writing starts).
-pub fn check_out_dir(out: &Path) -> anyhow::Result<()> {
+/// What a resumed create kept of the interrupted run.
+#[derive(Debug, serde::Serialize)]
+pub struct Resumed {
+    /// Entries kept.
+    pub entries: usize,
+    /// Their content bytes.
+    pub content_bytes: u64,
+}
+
+/// Checks the output directory before any network work: `false` for a new
+/// bundle (the directory is created when writing starts), `true` when it
+/// holds an interrupted create of the same arguments to continue. A finished
+/// bundle, bundle files without a journal, or a journal of other arguments
+/// are refused.
+pub fn check_out_dir(out: &Path, header: &journal::Header) -> anyhow::Result<bool> {
     if !out.exists() {
-        return Ok(());
+        return Ok(false);
+    }
+    if out.join(manifest::FILE_NAME).exists() {
+        bail!(
+            "{} already holds a finished bundle ({}); choose an empty directory or remove it",
+            out.display(),
+            manifest::FILE_NAME
+        );
+    }
+    if let Some(found) = journal::read_header(out)? {
+        header.check_same(&found, out)?;
+        return Ok(true);
     }
     for entry in fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if name == manifest::FILE_NAME
-            || name == manifest::SIGNATURE_FILE_NAME
+        if name == manifest::SIGNATURE_FILE_NAME
             || name == manifest::SUMS_FILE_NAME
             || name.starts_with(manifest::VOLUME_PREFIX)
         {
             bail!(
-                "{} already holds bundle files ({name}); choose an empty directory or remove them",
+                "{} already holds bundle files ({name}) but no journal of an interrupted \
+                 create to continue; choose an empty directory or remove them",
                 out.display()
             );
         }
     }
-    Ok(())
+    Ok(false)
+}
+
+/// The resume journal's header for these options.
+pub fn journal_header(opts: &CreateOptions) -> journal::Header {
+    journal::Header::new(opts.source.describe(), opts.volume_size, opts.level)
 }
 
 /// Writes the plan into volumes, then bundle.json, its signature and SHA256SUMS.
@@ -135,16 +182,47 @@ pub async fn write_bundle(
         images: plan.images.len(),
         bytes: plan.total_bytes() + (oci::OCI_LAYOUT_FILE.len() + index_json.len()) as u64,
     });
-    check_out_dir(&opts.out)?;
-    fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
-    let (job_tx, job_rx) = mpsc::channel::<Job>(JOBS_AHEAD);
+    let header = journal_header(opts);
+    let start = if check_out_dir(&opts.out, &header)? {
+        let recovered = journal::recover(&opts.out, &header)?;
+        // Left by a run killed while signing: written again below.
+        for name in [manifest::SUMS_FILE_NAME, manifest::SIGNATURE_FILE_NAME] {
+            files::remove_if_present(&opts.out.join(name))?;
+        }
+        Start {
+            writer: recovered.writer,
+            journal: recovered.journal,
+            entries: recovered.entries,
+            platforms: recovered.platforms,
+            warnings: recovered.warnings,
+        }
+    } else {
+        fs::create_dir_all(&opts.out)
+            .with_context(|| format!("creating {}", opts.out.display()))?;
+        Start {
+            journal: journal::Journal::create(&opts.out, &header)?,
+            writer: VolumeWriter::new(&opts.out, opts.volume_size, opts.level)?,
+            entries: Vec::new(),
+            platforms: HashMap::new(),
+            warnings: Vec::new(),
+        }
+    };
+    let already: HashSet<String> = start.entries.iter().map(Entry::path).collect();
+    let resumed = (!start.entries.is_empty()).then(|| Resumed {
+        entries: start.entries.len(),
+        content_bytes: start.entries.iter().map(|e| e.size).sum(),
+    });
+    if let Some(r) = &resumed {
+        progress(Event::Resumed {
+            entries: r.entries,
+            bytes: r.content_bytes,
+        });
+    }
+    let mut warnings = plan.warnings.clone();
+    warnings.extend(start.warnings.iter().cloned());
+    let (job_tx, job_rx) = mpsc::channel::<Job>(opts.jobs.max(1) * QUEUED_PER_JOB);
     let writer = {
-        let (out, size, level, progress) = (
-            opts.out.clone(),
-            opts.volume_size,
-            opts.level,
-            progress.clone(),
-        );
+        let progress = progress.clone();
         // With --keep-going, index.json is made again without the images left out.
         let rebuild: Option<RebuildIndex> = opts.keep_going.then(|| {
             let images = plan.images.clone();
@@ -152,9 +230,12 @@ pub async fn write_bundle(
                 layout_index(images.iter().filter(|i| !needs_any(i, failed)))
             }) as RebuildIndex
         });
-        std::thread::spawn(move || write_entries(&out, size, level, job_rx, rebuild, progress))
+        std::thread::spawn(move || write_entries(start, job_rx, rebuild, progress))
     };
-    let sent = send_jobs(fetcher, &plan, index_json, &job_tx).await;
+    let sent = send_jobs(
+        fetcher, &plan, index_json, opts, &already, &progress, &job_tx,
+    )
+    .await;
     drop(job_tx);
     let written = writer
         .join()
@@ -177,6 +258,7 @@ pub async fn write_bundle(
         }
     })?;
     sent?;
+    crash_point("before-sign");
     let mut failed: Vec<FailedImage> = plan.failed.clone();
     let kept: Vec<&PlannedImage> = plan
         .images
@@ -194,6 +276,20 @@ pub async fn write_bundle(
         .collect();
     if kept.is_empty() {
         bail!("no image could be bundled: {} failed", failed.len());
+    }
+    // Kept from an interrupted run of a source that changed since.
+    let needed: HashSet<&Digest> = kept.iter().flat_map(|i| i.blobs.iter()).collect();
+    let unused: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Blob && !needed.contains(&e.digest))
+        .collect();
+    if !unused.is_empty() {
+        warnings.push(format!(
+            "{} blob(s) ({} bytes) written by the interrupted run are no longer needed by \
+             any image (the source changed since); they stay in the volumes",
+            unused.len(),
+            unused.iter().map(|e| e.size).sum::<u64>()
+        ));
     }
 
     let mut id = [0u8; 16];
@@ -252,7 +348,9 @@ pub async fn write_bundle(
         manifest::SIGNATURE_FILE_NAME,
         signature.to_file_text().as_bytes(),
     )?;
+    crash_point("before-manifest");
     write_atomic(&opts.out, manifest::FILE_NAME, &bytes)?;
+    journal::remove(&opts.out)?;
     Ok(CreateReport {
         out: opts.out.clone(),
         bundle_id: m.bundle_id.clone(),
@@ -260,7 +358,8 @@ pub async fn write_bundle(
         blobs: m.entries.len() - 2,
         content_bytes: m.content_size(),
         volumes: m.volumes,
-        warnings: plan.warnings,
+        warnings,
+        resumed,
         manifest_digest: Digest::of(&bytes),
         failed,
     })
@@ -313,14 +412,36 @@ type Refetch = Box<dyn FnOnce() -> anyhow::Result<JobData> + Send>;
 
 enum JobData {
     Bytes(Bytes),
-    Channel(mpsc::Receiver<io::Result<Bytes>>),
+    Spool(SpoolReader),
     File(crate::source::CheckedReader),
+    /// A source that failed before giving any byte.
+    Failed(Option<io::Error>),
+}
+
+impl Read for JobData {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            JobData::Bytes(b) => {
+                let n = buf.len().min(b.len());
+                b.copy_to_slice(&mut buf[..n]);
+                Ok(n)
+            }
+            JobData::Spool(r) => r.read(buf),
+            JobData::File(f) => f.read(buf),
+            JobData::Failed(e) => Err(e
+                .take()
+                .unwrap_or_else(|| io::Error::other("the source failed"))),
+        }
+    }
 }
 
 async fn send_jobs(
     fetcher: &Fetcher,
     plan: &Plan,
     index_json: Bytes,
+    opts: &CreateOptions,
+    already: &HashSet<String>,
+    progress: &Progress,
     tx: &mpsc::Sender<Job>,
 ) -> anyhow::Result<()> {
     let closed = || anyhow::anyhow!("the volume writer stopped");
@@ -334,15 +455,26 @@ async fn send_jobs(
         refetch: None,
     };
     let layout = Bytes::from_static(oci::OCI_LAYOUT_FILE);
-    tx.send(small(EntryKind::OciLayout, layout, None))
-        .await
-        .map_err(|_| closed())?;
+    if !already.contains(&EntryKind::OciLayout.path(&Digest::of(&layout))) {
+        tx.send(small(EntryKind::OciLayout, layout, None))
+            .await
+            .map_err(|_| closed())?;
+    }
     let mut tops: HashMap<Digest, usize> = HashMap::new();
     for image in &plan.images {
         *tops.entry(image.top.digest).or_default() += 1;
     }
+    let downloads = Arc::new(Semaphore::new(opts.jobs.max(1)));
+    let memory = spool::Budget::new(spool::MEMORY_AHEAD);
     for item in &plan.items {
         let images_done = tops.get(&item.digest()).copied().unwrap_or(0);
+        if already.contains(&EntryKind::Blob.path(&item.digest())) {
+            // Whole in the volumes of the interrupted run: not fetched again.
+            for _ in 0..images_done {
+                progress(Event::ImageDone);
+            }
+            continue;
+        }
         let job = match item {
             Item::Manifest {
                 media_type, bytes, ..
@@ -351,31 +483,37 @@ async fn send_jobs(
                 ..small(EntryKind::Blob, bytes.clone(), Some(media_type.clone()))
             },
             Item::Blob { repo, descriptor } => {
-                let handle = tokio::runtime::Handle::current();
-                let refetch: Option<Refetch> = match fetcher {
+                let (data, refetch) = match fetcher {
                     Fetcher::Registry(reg) => {
-                        let (reg, repo, d) = (reg.clone(), repo.clone(), descriptor.clone());
-                        let handle = handle.clone();
-                        Some(Box::new(move || {
-                            let stream = handle
-                                .block_on(reg.blob(&repo, &d.digest, d.size))
-                                .with_context(|| {
-                                    format!("fetching blob {} of {repo} again", d.digest)
-                                })?;
-                            Ok(forward(stream, &handle))
-                        }))
+                        let download = Download {
+                            registry: reg.clone(),
+                            repo: repo.clone(),
+                            descriptor: descriptor.clone(),
+                            spool_dir: opts.out.clone(),
+                            memory: memory.clone(),
+                            handle: tokio::runtime::Handle::current(),
+                        };
+                        // At most --jobs downloads at once; the writer takes them in order.
+                        let permit = downloads.clone().acquire_owned().await?;
+                        let data = JobData::Spool(download.start(permit));
+                        let downloads = downloads.clone();
+                        let refetch: Refetch = Box::new(move || {
+                            let permit = download
+                                .handle
+                                .block_on(downloads.acquire_owned())
+                                .map_err(anyhow::Error::new)?;
+                            Ok(JobData::Spool(download.start(permit)))
+                        });
+                        (data, Some(refetch))
                     }
-                    Fetcher::Layout(_) => None,
-                };
-                // A blob that cannot even be opened is handed to the writer as a
-                // failing source, so it is fetched again (and, with --keep-going,
-                // left out) like one whose body breaks off.
-                let data = match fetcher.open_blob(repo, descriptor).await {
-                    Ok(BlobSource::File(reader)) => JobData::File(reader),
-                    Ok(BlobSource::Stream(stream)) => forward(stream, &handle),
-                    Err(e) => {
-                        failing(e.context(format!("fetching blob {} of {repo}", descriptor.digest)))
-                    }
+                    // A blob that cannot even be opened is handed to the writer
+                    // as a failing source, so it is named (or, with
+                    // --keep-going, left out) like one that breaks off.
+                    Fetcher::Layout(_) => match fetcher.open_blob(repo, descriptor).await {
+                        Ok(BlobSource::File(reader)) => (JobData::File(reader), None),
+                        Ok(BlobSource::Stream(_)) => unreachable!("a layout gives files"),
+                        Err(e) => (failing(e), None),
+                    },
                 };
                 Job {
                     kind: EntryKind::Blob,
@@ -400,25 +538,54 @@ async fn send_jobs(
     Ok(())
 }
 
-/// Hands a registry body to the writer through a small channel, on `handle`.
-fn forward(mut stream: crate::registry::BlobStream, handle: &tokio::runtime::Handle) -> JobData {
-    let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
-    handle.spawn(async move {
-        while let Some(chunk) = stream.next().await {
-            let failed = chunk.is_err();
-            if tx.send(chunk.map_err(io::Error::other)).await.is_err() || failed {
-                break;
+/// One registry blob to download into a spool (again, for a second fetch).
+struct Download {
+    registry: crate::registry::Registry,
+    repo: String,
+    descriptor: Descriptor,
+    spool_dir: PathBuf,
+    memory: Arc<spool::Budget>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Download {
+    /// Starts the download on the runtime; `permit` is held until it ends.
+    fn start(&self, permit: OwnedSemaphorePermit) -> SpoolReader {
+        let (mut to_writer, reader) = spool::spool(&self.spool_dir, &self.memory);
+        let (reg, repo, d) = (
+            self.registry.clone(),
+            self.repo.clone(),
+            self.descriptor.clone(),
+        );
+        self.handle.spawn(async move {
+            let _permit = permit;
+            let mut stream = match reg.blob(&repo, &d.digest, d.size).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    let e = anyhow::Error::new(e)
+                        .context(format!("fetching blob {} of {repo}", d.digest));
+                    return to_writer.end(Err(io::Error::other(format!("{e:#}"))));
+                }
+            };
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) => {
+                        if !to_writer.push(chunk).await {
+                            return;
+                        }
+                    }
+                    Err(e) => return to_writer.end(Err(io::Error::other(e))),
+                }
             }
-        }
-    });
-    JobData::Channel(rx)
+            to_writer.end(Ok(()));
+        });
+        reader
+    }
 }
 
 /// Content whose first read fails with `e` (a blob that could not be opened).
 fn failing(e: anyhow::Error) -> JobData {
-    let (tx, rx) = mpsc::channel(1);
-    let _ = tx.try_send(Err(io::Error::other(format!("{e:#}"))));
-    JobData::Channel(rx)
+    JobData::Failed(Some(io::Error::other(format!("{e:#}"))))
 }
 
 /// Entries, volumes, tar size, the platform of each image config seen, and
@@ -434,18 +601,30 @@ type Written = (
 /// Image configs larger than this are not read for their platform.
 const MAX_CONFIG_READ: u64 = 1 << 20;
 
+/// Where the writer thread starts: from nothing, or after what an
+/// interrupted run left.
+struct Start {
+    writer: VolumeWriter,
+    journal: journal::Journal,
+    entries: Vec<Entry>,
+    platforms: HashMap<Digest, String>,
+    warnings: Vec<String>,
+}
+
 /// The writer thread: entries in the order they arrive.
 fn write_entries(
-    out: &Path,
-    volume_size: u64,
-    level: i32,
+    start: Start,
     mut jobs: mpsc::Receiver<Job>,
     mut rebuild: Option<RebuildIndex>,
     progress: Progress,
 ) -> anyhow::Result<Written> {
-    let mut writer = VolumeWriter::new(out, volume_size, level)?;
-    let mut entries = Vec::new();
-    let mut platforms = HashMap::new();
+    let Start {
+        mut writer,
+        mut journal,
+        mut entries,
+        mut platforms,
+        ..
+    } = start;
     let mut failed: HashMap<Digest, String> = HashMap::new();
     while let Some(mut job) = jobs.blocking_recv() {
         if job.kind == EntryKind::Index && !failed.is_empty() {
@@ -461,16 +640,8 @@ fn write_entries(
         let mut data = std::mem::replace(&mut job.data, JobData::Bytes(Bytes::new()));
         let (placement, copy) = loop {
             let mark = writer.mark();
-            let mut reader: Box<dyn Read> = match data {
-                JobData::Bytes(b) => Box::new(b.reader()),
-                JobData::Channel(rx) => Box::new(ChannelReader {
-                    rx,
-                    current: Bytes::new(),
-                }),
-                JobData::File(f) => Box::new(f),
-            };
             let mut counted = Counted {
-                inner: &mut reader,
+                inner: &mut data,
                 progress: &progress,
                 copy: is_config.then(Vec::new),
             };
@@ -511,10 +682,11 @@ fn write_entries(
         let Some(placement) = placement else {
             continue;
         };
-        if let Some(p) = copy.as_deref().and_then(oci::config_platform) {
+        let platform = copy.as_deref().and_then(oci::config_platform);
+        if let Some(p) = &platform {
             platforms.insert(job.digest, p.to_string());
         }
-        entries.push(Entry {
+        let entry = Entry {
             kind: job.kind,
             digest: job.digest,
             size: job.size,
@@ -522,7 +694,13 @@ fn write_entries(
             volume: placement.volume,
             frame_offset: placement.frame_offset,
             tar_offset: placement.tar_offset,
-        });
+        };
+        journal.record(
+            &mut writer,
+            &entry,
+            platform.map(|p| p.to_string()).as_deref(),
+        )?;
+        entries.push(entry);
         for _ in 0..job.images_done {
             progress(Event::ImageDone);
         }
@@ -538,27 +716,6 @@ struct EntryFailed {
     digest: Digest,
     #[source]
     source: crate::archive::writer::WriteError,
-}
-
-/// Reads chunks a fetch task sends; an `Err` chunk is the fetch's failure.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(chunk) => self.current = chunk?,
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current.advance(n);
-        Ok(n)
-    }
 }
 
 /// Reports the bytes read as progress, and keeps a copy when asked (small configs).
@@ -577,6 +734,19 @@ impl<R: Read + ?Sized> Read for Counted<'_, R> {
         }
         Ok(n)
     }
+}
+
+/// In debug builds (the ones the tests run), `BUNDLE_CRASH_AT=NAME` kills the
+/// process with SIGKILL here: the tests' way to stop a run at a point they
+/// cannot reach from outside. Release builds have no such switch.
+fn crash_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("BUNDLE_CRASH_AT").is_some_and(|v| v == name) {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
 }
 
 fn now_rfc3339() -> String {
