@@ -185,7 +185,7 @@ xargs -0 cat < "$WORK/blobfiles" > /dev/null
 
 PROXY_STATS="$WORK/proxy-stats.json"
 python3 "$BENCH_DIR/throttle_proxy.py" "$HOST" --rate "$RATE_BPS" --latency "$LATENCY" \
-    --port-file "$WORK/proxy.port" --stats "$PROXY_STATS" --log "$WORK/proxy-connections.log" \
+    --port-file "$WORK/proxy.port" --stats "$PROXY_STATS" --log "$WORK/proxy-connections.log" --trace "$WORK/proxy-trace.jsonl" \
     > "$WORK/proxy.out" 2>&1 &
 PROXY_PID=$!
 for _ in $(seq 100); do
@@ -220,8 +220,8 @@ if [ -z "$KEY" ] || [ -z "$PUB" ]; then die "bundle keygen gave no key pair in $
 # ------------------------------------------------------------------ per-stage proxy figures
 
 # proxy_read: ask the proxy for its counters (SIGUSR1; it also resets its peak
-# of concurrent connections) and set P_CONNS P_PEAK P_BYTES P_REQS P_XFER
-# P_PACED P_WAIT from them (the last three: seconds summed over connections
+# of concurrent connections) and set P_UP (its clock) P_CONNS P_PEAK P_BYTES
+# P_REQS P_XFER P_PACED P_WAIT from them (the last three: seconds summed over connections
 # that a response was in flight, of which paced by the cap, and waiting for
 # the client to read).
 P_DUMPS=0
@@ -235,14 +235,14 @@ proxy_read() {
     done
     [ "${n:-0}" -gt "$P_DUMPS" ] || die "the proxy does not answer SIGUSR1"
     P_DUMPS=$n
-    read -r P_CONNS P_PEAK P_BYTES P_REQS P_XFER P_PACED P_WAIT < <(jq -r \
-        '[.connections, .peak_active, .bytes_down, .requests, .transfer_s, .throttled_s, .client_wait_s] | @tsv' "$PROXY_STATS")
+    read -r P_UP P_CONNS P_PEAK P_BYTES P_REQS P_XFER P_PACED P_WAIT < <(jq -r \
+        '[.uptime_s, .connections, .peak_active, .bytes_down, .requests, .transfer_s, .throttled_s, .client_wait_s] | @tsv' "$PROXY_STATS")
 }
-declare -A PCPUS=() PPEAK=() PCONNS=() PMB=() PREQS=() PXFER=() PPACED=() PWAIT=()
+declare -A PCPUS=() PPEAK=() PCONNS=() PMB=() PREQS=() PXFER=() PPACED=() PWAIT=() PWIN=()
 on_stage_start() {
     proxy_read
     S_TICKS=$(reg_ticks "$PROXY_PID") S_CONNS=$P_CONNS S_BYTES=$P_BYTES S_REQS=$P_REQS
-    S_XFER=$P_XFER S_PACED=$P_PACED S_WAIT=$P_WAIT
+    S_XFER=$P_XFER S_PACED=$P_PACED S_WAIT=$P_WAIT S_UP=$P_UP
 }
 on_stage_end() {
     local name=$1 ticks
@@ -256,6 +256,7 @@ on_stage_end() {
     PXFER[$name]+="$(awk "BEGIN{printf \"%.2f\", $P_XFER - $S_XFER}") "
     PPACED[$name]+="$(awk "BEGIN{printf \"%.2f\", $P_PACED - $S_PACED}") "
     PWAIT[$name]+="$(awk "BEGIN{printf \"%.2f\", $P_WAIT - $S_WAIT}") "
+    PWIN[$name]+="$S_UP,$P_UP "
 }
 
 # ------------------------------------------------------------------ stages
@@ -366,15 +367,53 @@ row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n'
     done | awk '!seen[$0]++'
 } > "$WORK/table.md"
 
+# From the proxy's trace: requests open (sent by the client, answer not yet
+# all passed on) over each stage's window, time-weighted: "NAME mean share"
+# with share = the part of the stage with at most one request open (medians
+# over the runs).
+for n in "${ORDER[@]}"; do [ -n "${PWIN[$n]:-}" ] && echo "$n ${PWIN[$n]}"; done > "$WORK/windows.txt"
+python3 - "$WORK/proxy-trace.jsonl" "$WORK/windows.txt" > "$WORK/open.txt" <<'EOF'
+import json, statistics, sys
+reqs = []
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["last"] is not None:
+        reqs.append((r["request"], r["last"]))
+for line in open(sys.argv[2]):
+    name, *wins = line.split()
+    means, shares = [], []
+    for w in wins:
+        a, b = map(float, w.split(","))
+        if b <= a:
+            continue
+        events = []
+        for s, e in reqs:
+            s, e = max(s, a), min(e, b)
+            if e > s:
+                events += [(s, 1), (e, -1)]
+        events.sort()
+        t, n, area, low = a, 0, 0.0, 0.0
+        for when, d in events + [(b, 0)]:
+            area += n * (when - t)
+            low += (when - t) if n <= 1 else 0.0
+            t, n = when, n + d
+        means.append(area / (b - a))
+        shares.append(low / (b - a))
+    if means:
+        print(name, f"{statistics.median(means):.2f}", f"{100 * statistics.median(shares):.0f}%")
+EOF
+
 # How each stage used the link: the proxy's view.
 pct() { awk "BEGIN{ if ($2 > 0) printf \"%.0f%%\", 100 * $1 / $2 }"; }
 {
-    echo "| stage | responses in flight (mean) | of their time: paced by the cap | of their time: waiting for the client to read | requests | new connections |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| stage | requests open (mean) | time with ≤ 1 request open | responses in flight (mean) | of their time: paced by the cap | of their time: waiting for the client to read | requests | new connections |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for n in "${ORDER[@]}"; do
         [ "${STATE[$n]}" = ok ] || continue
         w=$(med "${WALLS[$n]}") x=$(med "${PXFER[$n]}")
-        printf '| %s | %s | %s | %s | %s | %s |\n' "${LABEL[$n]}" "$(awk "BEGIN{printf \"%.2f\", $x / $w}")" \
+        read -r _ open_mean open_low < <(awk -v n="$n" '$1 == n' "$WORK/open.txt") || true
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$n]}" "${open_mean:-}" "${open_low:-}" \
+            "$(awk "BEGIN{printf \"%.2f\", $x / $w}")" \
             "$(pct "$(med "${PPACED[$n]}")" "$x")" "$(pct "$(med "${PWAIT[$n]}")" "$x")" \
             "$(med "${PREQS[$n]}" | sed 's/\.00$//')" "$(med "${PCONNS[$n]}" | sed 's/\.00$//')"
     done
@@ -417,7 +456,7 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     echo
     echo "MB = 10^6 bytes. \"× one connection's rate\" = MB/s of content / $RATE_MB MB/s. Speed-up = the --jobs 1 wall time / the row's. Stages run $REPEAT time(s): medians of wall and CPU times, largest RSS, largest peak of concurrent connections."
     echo
-    echo "How the stages used the link (from the proxy; \"in flight\" = the server has sent bytes that the proxy has not yet passed on; mean = seconds in flight summed over connections / wall time, so a stage that keeps N connections busy all along shows N):"
+    echo "How the stages used the link, from the proxy: a request is *open* from when it reaches the proxy until the last byte of its answer leaves it; a response is *in flight* while the server has sent bytes that the proxy has not yet passed on (paced by the cap, or waiting for the client to read). Means are time-weighted over the stage (seconds summed over connections / wall time), so a stage that keeps N connections busy all along shows N:"
     echo
     cat "$WORK/link.md"
     echo

@@ -22,7 +22,9 @@ It listens on 127.0.0.1 (--port, default a free one), prints
 it accepts connections. SIGUSR1 writes counters as JSON to --stats (totals
 since start, plus the peak of concurrent connections since the previous
 SIGUSR1, which it resets); SIGTERM/SIGINT write them once more and exit.
---log FILE gets one line per closed connection.
+--log FILE gets one line per closed connection; --trace FILE one line per
+request (connection, when it reached the proxy, when its answer's first and
+last bytes left, bytes), times in seconds since the proxy started.
 
 Python 3 standard library only.
 """
@@ -136,6 +138,7 @@ class Proxy:
         self.latency = args.latency / 1000.0
         self.quantum = args.quantum / 1000.0
         self.log = open(args.log, "a", buffering=1) if args.log else None
+        self.trace = open(args.trace, "a") if args.trace else None
         self.next_id = 0
 
     def slice_size(self, rate):
@@ -167,6 +170,8 @@ class Proxy:
                     conn["turn"] = True  # the server answered: the next client chunk starts a request
                 elif conn["turn"]:
                     conn["turn"] = False
+                    self.traced(conn)
+                    conn["req"] = [time.monotonic(), None, None, 0]
                     conn["requests"] += 1
                     stats.requests += 1
                     if self.latency:
@@ -185,6 +190,13 @@ class Proxy:
                     if down:
                         stats.client_wait_s += time.monotonic() - t
                         conn["down"] += len(part)
+                        req = conn["req"]
+                        if req is not None:
+                            now = time.monotonic()
+                            if req[1] is None:
+                                req[1] = now
+                            req[2] = now
+                            req[3] += len(part)
                         stats.bytes_down += len(part)
                     else:
                         conn["up"] += len(part)
@@ -203,7 +215,7 @@ class Proxy:
         self.stats.opened()
         self.next_id += 1
         conn = {"id": self.next_id, "turn": True, "requests": 0, "throttled_s": 0.0, "down": 0, "up": 0,
-                "flying": False}
+                "flying": False, "req": None}
         t0 = time.monotonic()
         s_writer = None
         err = ""
@@ -238,6 +250,7 @@ class Proxy:
                 if w is not None:
                     w.close()
             self.stats.active -= 1
+            self.traced(conn)
             if self.log:
                 dt = time.monotonic() - t0
                 down = conn["down"]
@@ -247,6 +260,15 @@ class Proxy:
                     "down_MBps": round(down / dt / 1e6, 2) if dt > 0 else 0,
                     **({"error": err} if err else {}),
                 }) + "\n")
+
+    def traced(self, conn):
+        """Writes the connection's last request to --trace, if any."""
+        req, conn["req"] = conn["req"], None
+        if self.trace and req is not None:
+            t0 = self.stats.start
+            r = lambda t: None if t is None else round(t - t0, 4)
+            self.trace.write(json.dumps({"conn": conn["id"], "request": r(req[0]), "first": r(req[1]),
+                                         "last": r(req[2]), "bytes": req[3]}) + "\n")
 
     def dump(self, reset_peak=True):
         if not self.args.stats:
@@ -258,6 +280,8 @@ class Proxy:
             json.dump(snap, f)
             f.write("\n")
         os.replace(tmp, self.args.stats)
+        if self.trace:
+            self.trace.flush()
         if reset_peak:
             self.stats.peak_active = self.stats.active
 
@@ -312,6 +336,7 @@ def main():
                    help="pacing step in ms: bytes are sent in slices of rate x quantum (default 5)")
     p.add_argument("--stats", help="JSON counters written here on SIGUSR1 and at exit")
     p.add_argument("--log", help="append one JSON line per closed connection to this file")
+    p.add_argument("--trace", help="append one JSON line per request to this file")
     args = p.parse_args()
     host, sep, port = args.upstream.rpartition(":")
     if not sep or not port.isdigit():
