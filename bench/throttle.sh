@@ -360,11 +360,16 @@ row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n'
     rtt1=$(awk "BEGIN{printf \"%.2f\", $floor1 + $URLS * $LATENCY / 1000}")
     row "(ref) floor, one connection with a round trip per GET: bytes / rate + $URLS × $LATENCY ms" "$rtt1" \
         "$(mbps "$rtt1")" "$(awk "BEGIN{printf \"%.2f\", $CONTENT_BYTES / $rtt1 / $RATE_BPS}")" "" "" "" "" "" "" "" ""
-    for j in $JOBS_LIST ${DEFAULT_JOBS:-}; do
+    # N connections: the bytes alone, and the bytes with one round trip per GET.
+    # shellcheck disable=SC2086 # (split on purpose: a list of numbers)
+    for j in $(printf '%s\n' $JOBS_LIST ${DEFAULT_JOBS:-} | sort -n -u); do
         [ "$j" = 1 ] && continue
         row "(ref) ideal $j connections: bytes / ($j × rate)" "$(awk "BEGIN{printf \"%.2f\", $floor1 / $j}")" \
-            "$(awk "BEGIN{printf \"%g\", $RATE_MB * $j}")" "$j.00" "$j× (ideal)" "" "" "" "" "" "" ""
-    done | awk '!seen[$0]++'
+            "$(awk "BEGIN{printf \"%g\", $RATE_MB * $j}")" "$j.00" "" "" "" "" "" "" "" ""
+        rttj=$(awk "BEGIN{printf \"%.2f\", $rtt1 / $j}")
+        row "(ref) ideal $j connections with a round trip per GET: (bytes / rate + $URLS × $LATENCY ms) / $j" "$rttj" \
+            "$(mbps "$rttj")" "$(awk "BEGIN{printf \"%.2f\", $CONTENT_BYTES / $rttj / $RATE_BPS}")" "" "" "" "" "" "" "" ""
+    done
 } > "$WORK/table.md"
 
 # From the proxy's trace: requests open (sent by the client, answer not yet
