@@ -64,21 +64,19 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-log() { printf '[enum %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { printf 'enumerate.sh: %s\n' "$*" >&2; exit 1; }
+BENCH_LOG_TAG=enum BENCH_NAME=enumerate.sh
+# log, die, need, free_port, the registries, timed, median
+# shellcheck source=bench/lib.sh
+. "$REPO_ROOT/bench/lib.sh"
 
-missing=()
-need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need skopeo skopeo
 need curl curl
 need jq jq
 need python3 python3
 need gzip gzip
-[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
-[ -x /usr/bin/time ] || missing+=(time)
-if [ ${#missing[@]} -gt 0 ]; then
-    die "missing tools; install them with: apt-get install -y $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
-fi
+need /usr/bin/docker-registry docker-registry
+need /usr/bin/time time
+check_needs
 case "$REPOS" in ''|*[!0-9]*|0) die "--repos takes a positive whole number" ;; esac
 [ "$REPOS" -le 10000 ] || die "--repos: at most 10000"
 case "$REPEAT" in ''|*[!0-9]*|0) die "--repeat takes a positive whole number" ;; esac
@@ -88,18 +86,11 @@ STORE_DIR="$CACHE/enum-$REPOS"
 STORAGE="$STORE_DIR/storage"
 : "${WORK:=$CACHE/enum-work}"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bundle-enum.XXXXXX")
-REG_PID=
-STAGE_PID=
+REG_DIR=$TMP
 cleanup() {
     local rc=$?
-    if [ -n "$STAGE_PID" ]; then
-        kill -TERM -- "-$STAGE_PID" 2>/dev/null || true
-        wait "$STAGE_PID" 2>/dev/null || true
-    fi
-    if [ -n "$REG_PID" ]; then
-        kill "$REG_PID" 2>/dev/null || true
-        wait "$REG_PID" 2>/dev/null || true
-    fi
+    stop_stage
+    stop_registries
     rm -rf "$TMP" "$STORE_DIR/gen"
     [ "$KEEP" = 1 ] || rm -rf "$WORK"
     exit "$rc"
@@ -127,29 +118,14 @@ fi
 
 # ------------------------------------------------------------------ registry
 
-[ -n "$PORT" ] || PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-HOST="127.0.0.1:$PORT"
-export HOST
 if [ "$FRESH" = 1 ] || [ ! -f "$STORE_DIR/seeded.ok" ]; then
     rm -rf "$STORE_DIR"
 fi
 mkdir -p "$STORAGE" "$WORK"
-cat > "$TMP/registry.yml" <<EOF
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $STORAGE}}
-http: {addr: $HOST}
-EOF
-env -i /usr/bin/docker-registry serve "$TMP/registry.yml" > "$TMP/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do
-    curl -sf "http://$HOST/v2/" >/dev/null 2>&1 && break
-    kill -0 "$REG_PID" 2>/dev/null || { cat "$TMP/registry.log" >&2; die "the registry did not start on $HOST"; }
-    sleep 0.1
-done
-curl -sf "http://$HOST/v2/" >/dev/null || die "the registry does not answer on $HOST"
+start_registry source "$STORAGE" "$PORT"
+HOST=${REG_HOST[source]}
+export HOST
 
-ACCEPT='application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.list.v2+json,application/vnd.docker.distribution.manifest.v2+json'
 repo_name() { printf 'enum/r%04d' "$1"; }
 
 # The catalog, page by page (following Link), one repository a line.
@@ -281,43 +257,8 @@ KEY=
 for k in "$WORK/keys/k.key" "$WORK/keys/k"; do [ -f "$k" ] && KEY=$k && break; done
 [ -n "$KEY" ] || die "bundle keygen gave no secret key in $WORK/keys"
 
-CLK_TCK=$(getconf CLK_TCK)
-reg_ticks() { awk '{ print $14 + $15 }' "/proc/$REG_PID/stat"; }
-declare -A WALLS=() CPUS=() RCPUS=() RSS=() STATE=()
-ORDER=()
-
-# timed NAME [--pty] COMMAND...: under /usr/bin/time -v (wall, CPU, max RSS),
-# with the registry's CPU read from /proc.
-timed() {
-    local name=$1 tf="$WORK/times/$1.$RUN" wrap=() rc t0 t1 w c r; shift
-    if [ "$1" = --pty ]; then wrap=(python3 "$TMP/phases.py" "$tf.phases"); shift; fi
-    [ -n "${STATE[$name]:-}" ] || { ORDER+=("$name"); STATE[$name]=ok; RSS[$name]=0; }
-    log "stage $name (run $RUN/$REPEAT)"
-    sync -f "$WORK"
-    t0=$(reg_ticks)
-    setsid "${wrap[@]}" /usr/bin/time -v -o "$tf" "$@" > "$tf.out" 2> "$tf.err" &
-    STAGE_PID=$!
-    rc=0; wait "$STAGE_PID" || rc=$?
-    STAGE_PID=
-    t1=$(reg_ticks)
-    if [ "$rc" != 0 ]; then
-        STATE[$name]=failed
-        log "stage $name FAILED (exit $rc); last lines of its stderr:"
-        tail -5 "$tf.err" >&2 || true
-    fi
-    w=$(awk -F': ' '/Elapsed \(wall clock\)/ {
-        n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.2f", s }' "$tf")
-    c=$(awk -F': ' '/(User|System) time \(seconds\)/ { s += $2 } END { printf "%.2f", s }' "$tf")
-    r=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$tf")
-    WALLS[$name]+="${w:-0} "
-    CPUS[$name]+="${c:-0} "
-    RCPUS[$name]+="$(awk "BEGIN{printf \"%.2f\", ($t1 - $t0) / $CLK_TCK}") "
-    RSS[$name]=$(awk "BEGIN{r = ${r:-0}; m = ${RSS[$name]}; printf \"%.1f\", (r > m) ? r : m}")
-}
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) exit; if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+TIMES_DIR="$WORK/times"
+TIMED_PTY="$TMP/phases.py"
 
 export ACCEPT TMP JQ_TAGS='(.tags // [])[] | $r + ":" + .'
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -325,7 +266,7 @@ ENUMS="" PLANS="" RESTS="" PER_RUN=""
 for RUN in $(seq "$REPEAT"); do
     OUT="$WORK/out.$RUN"
     # (a) bundle create of the whole catalog
-    timed a_bundle_create --pty "$BUNDLE" create --from "$HOST" --tls-verify=false --out "$OUT" --key "$KEY"
+    timed a_bundle_create --pty "$BUNDLE" create --from "$HOST" --tls-verify=false --out "$OUT" --key "$KEY" || true
     tf="$WORK/times/a_bundle_create.$RUN"
     images=$(sed -n 's/.*: \([0-9]*\) images, .*/\1/p' "$tf.out")
     if [ "${images:-0}" != "$TAGS" ]; then
@@ -349,7 +290,7 @@ for RUN in $(seq "$REPEAT"); do
         bash -o pipefail -c "$CATALOG_SH" "$TMP/b" > "$TMP/b.repos"
         while read -r repo; do
             curl -sf "http://$HOST/v2/$repo/tags/list" | jq -r --arg r "$repo" "$JQ_TAGS"
-        done < "$TMP/b.repos" > "$TMP/b.refs"'
+        done < "$TMP/b.repos" > "$TMP/b.refs"' || true
     got=$(wc -l < "$TMP/b.refs")
     [ "$got" = "$TAGS" ] || { STATE[b_curl_enumerate]=failed; log "the shell way listed $got tags, not $TAGS"; }
     # (c) floors: one curl, one keep-alive connection, every URL
@@ -357,8 +298,8 @@ for RUN in $(seq "$REPEAT"); do
         "$TMP/b.repos" > "$TMP/tags.cfg"
     awk -v h="$HOST" '{ split($1, a, ":"); printf "url = \"http://%s/v2/%s/manifests/%s\"\noutput = \"/dev/null\"\n", h, a[1], a[2] }' \
         "$TMP/b.refs" > "$TMP/manifests.cfg"
-    timed c1_curl_tags_keepalive curl -s -w '%{http_code}\n' -K "$TMP/tags.cfg"
-    timed c2_curl_manifests_keepalive curl -s -H "Accept: $ACCEPT" -w '%{http_code}\n' -K "$TMP/manifests.cfg"
+    timed c1_curl_tags_keepalive curl -s -w '%{http_code}\n' -K "$TMP/tags.cfg" || true
+    timed c2_curl_manifests_keepalive curl -s -H "Accept: $ACCEPT" -w '%{http_code}\n' -K "$TMP/manifests.cfg" || true
     for s in c1_curl_tags_keepalive c2_curl_manifests_keepalive; do
         bad=$(grep -vc '^200$' "$WORK/times/$s.$RUN.out" || true)
         [ "$bad" = 0 ] || { STATE[$s]=failed; log "$s: $bad requests did not answer 200"; }

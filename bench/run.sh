@@ -35,6 +35,8 @@ Usage: bench/run.sh [options]
   --repeat N     run the measured stages N times and report each stage's median
                  wall and CPU time and its largest RSS (default 1)
   --no-build     do not run `cargo build --release` first
+  --seed-only    only generate and seed the cached registry storage (if it is
+                 missing, or with --fresh), then stop (bench/throttle.sh uses it)
   --bundle PATH  the bundle binary (default target/release/bundle)
   -h, --help     this text
 
@@ -58,6 +60,7 @@ PORT=
 JOBS=4
 REPEAT=1
 BUILD=1
+SEED_ONLY=0
 BUNDLE="$REPO_ROOT/target/release/bundle"
 
 while [ $# -gt 0 ]; do
@@ -71,21 +74,20 @@ while [ $# -gt 0 ]; do
         --jobs) JOBS=$2; shift 2 ;;
         --repeat) REPEAT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --seed-only) SEED_ONLY=1; BUILD=0; shift ;;
         --bundle) BUNDLE=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+BENCH_LOG_TAG=bench BENCH_NAME=run.sh
+# log, die, need, free_port, the registries, timed, pending, median
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 
 # ------------------------------------------------------------------ tools
 
-missing=()
-need() { # need COMMAND DEBIAN_PACKAGE
-    command -v "$1" >/dev/null 2>&1 || missing+=("$2")
-}
 need skopeo skopeo
 need minisign minisign
 need zstd zstd
@@ -98,11 +100,9 @@ need tar tar
 need split coreutils
 need sha256sum coreutils
 need dd coreutils
-[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
-[ -x /usr/bin/time ] || missing+=(time)
-if [ ${#missing[@]} -gt 0 ]; then
-    die "missing tools; install them with: apt-get install -y $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
-fi
+need /usr/bin/docker-registry docker-registry
+need /usr/bin/time time
+check_needs
 case "$REPEAT" in ''|*[!0-9]*|0) die "--repeat takes a positive whole number" ;; esac
 [ "$BUILD" = 0 ] || command -v cargo >/dev/null 2>&1 || die "cargo not found (or pass --no-build)"
 
@@ -127,19 +127,13 @@ fi
 
 # ------------------------------------------------------------------ registry
 
-# Registries by name: "source" (the seeded one), "target_a" and "target_b"
-# (the empty ones (f) and (g) push into). REG_PID[NAME] and REG_HOST[NAME]
-# are set while one runs.
-declare -A REG_PID=() REG_HOST=()
+# Registries by name (lib.sh): "source" (the seeded one), "target_a" and
+# "target_b" (the empty ones (f) and (g) push into).
 REG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/bundle-bench-reg.XXXXXX")
-STAGE_PID=
 cleanup() {
-    local rc=$? name
-    if [ -n "$STAGE_PID" ]; then
-        kill -TERM -- "-$STAGE_PID" 2>/dev/null || true
-        wait "$STAGE_PID" 2>/dev/null || true
-    fi
-    for name in "${!REG_PID[@]}"; do stop_registry "$name"; done
+    local rc=$?
+    stop_stage
+    stop_registries
     rm -rf "$REG_DIR"
     rm -rf "$PROFILE_DIR/gen" 2>/dev/null || true
     if [ "$KEEP" = 0 ] && [ -n "${WORK:-}" ]; then
@@ -150,43 +144,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-start_registry() { # start_registry NAME STORAGE_DIR [PORT]: a free port unless given
-    local name=$1 storage=$2 port=${3:-} host pid
-    # (Ours are started one at a time and bound before the next asks for a
-    # free port, so two never get the same one.)
-    [ -n "$port" ] || port=$(free_port)
-    host="127.0.0.1:$port"
-    cat > "$REG_DIR/$name.yml" <<EOF
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $storage}}
-http: {addr: $host}
-EOF
-    env -i /usr/bin/docker-registry serve "$REG_DIR/$name.yml" > "$REG_DIR/$name.log" 2>&1 &
-    pid=$!
-    REG_PID[$name]=$pid
-    REG_HOST[$name]=$host
-    for _ in $(seq 100); do
-        if curl -sf "http://$host/v2/" >/dev/null 2>&1; then return 0; fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$REG_DIR/$name.log" >&2
-    die "the $name registry did not start on $host"
-}
-
-stop_registry() { # stop_registry NAME
-    local pid=${REG_PID[$1]:-}
-    unset "REG_PID[$1]" "REG_HOST[$1]"
-    [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
 # The seeded registry, on --port or on the port it had before in this run.
 start_source_registry() {
     start_registry source "$STORAGE" "$PORT"
@@ -194,7 +151,6 @@ start_source_registry() {
     PORT=${HOST##*:}
 }
 
-ACCEPT='application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.list.v2+json,application/vnd.docker.distribution.manifest.v2+json'
 
 # ------------------------------------------------------------------ build
 
@@ -217,7 +173,7 @@ if [ -z "$BUNDLE_NOTE" ]; then
         BUNDLE_OK=1
     fi
 fi
-[ "$BUNDLE_OK" = 1 ] || log "bundle rows will be pending: $BUNDLE_NOTE"
+[ "$BUNDLE_OK" = 1 ] || [ "$SEED_ONLY" = 1 ] || log "bundle rows will be pending: $BUNDLE_NOTE"
 # push came later than the others: without it only (g) is pending.
 PUSH_OK=0
 PUSH_NOTE=
@@ -292,6 +248,7 @@ else
     SEED_NOTE="cached storage reused ($PROFILE_DIR): $(cat "$PROFILE_DIR/seeded.ok")"
 fi
 log "$SEED_NOTE"
+[ "$SEED_ONLY" = 0 ] || exit 0
 
 # ------------------------------------------------------------------ the run
 
@@ -300,8 +257,8 @@ start_source_registry
 log "registry on $HOST (storage $STORAGE)"
 rm -rf "$WORK"
 mkdir -p "$WORK" "$RESULTS_DIR"
-T="$WORK/times"
-mkdir -p "$T"
+TIMES_DIR="$WORK/times"
+mkdir -p "$TIMES_DIR"
 BLOBDIR="$STORAGE/docker/registry/v2/blobs"
 
 # What the registry holds: every blob file (layers, configs, manifests).
@@ -314,65 +271,12 @@ log "registry content: $CONTENT_BLOBS blobs, $CONTENT_MB MiB"
 # Warm the page cache so every stage starts from the same state.
 xargs -0 cat < "$WORK/blobfiles" > /dev/null
 
-declare -A WALL RSS CPU RCPU STATE WALLS CPUS RCPUS SEEN
-CLK_TCK=$(getconf CLK_TCK)
-# reg_ticks PID: CPU ticks that registry has used so far. The stages charge
-# the registry they talk to, STAGE_REG: the source (it serves (a), (b) and
-# (e1)), or the target (f) or (g) pushes into.
-reg_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Each stage's medians (the values per run are in lib.sh's WALLS, CPUS, RCPUS).
+declare -A WALL CPU RCPU
+# The stages charge the registry they talk to, STAGE_REG (lib.sh): the source
+# (it serves (a), (b) and (e1)), or the target (f) or (g) pushes into.
 STAGE_REG=source
-ORDER=()
 RUN=1
-
-# timed NAME COMMAND...: run under /usr/bin/time -v; records wall s, CPU s and
-# max RSS (for every run of a --repeat).
-timed() {
-    local name=$1; shift
-    local tf="$T/$name.$RUN" w c r
-    if [ -z "${SEEN[$name]:-}" ]; then
-        SEEN[$name]=1; ORDER+=("$name"); STATE[$name]=ok; WALLS[$name]=; CPUS[$name]=; RCPUS[$name]=; RSS[$name]=0
-    fi
-    log "stage $name (run $RUN/$REPEAT)"
-    # Start with nothing dirty on the work filesystem, so that no stage pays
-    # for the write-back of an earlier one's files (the seed layout is never
-    # synced by its pipeline; bundle create fsyncs its volumes).
-    sync -f "$WORK"
-    # In its own process group, waited for in the background so that a signal
-    # reaches our trap at once and the cleanup can end the whole stage.
-    local t0 t1 reg_pid=${REG_PID[$STAGE_REG]:-0}
-    t0=$(reg_ticks "$reg_pid")
-    setsid /usr/bin/time -v -o "$tf" "$@" > "$tf.out" 2> "$tf.err" &
-    STAGE_PID=$!
-    wait "$STAGE_PID"
-    local rc=$?
-    STAGE_PID=
-    t1=$(reg_ticks "$reg_pid")
-    if [ "$rc" != 0 ]; then
-        STATE[$name]=failed
-        log "stage $name FAILED; last lines of its stderr:"
-        tail -5 "$tf.err" >&2 || true
-    fi
-    w=$(awk -F': ' '/Elapsed \(wall clock\)/ {
-        n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.2f", s }' "$tf")
-    c=$(awk -F': ' '/(User|System) time \(seconds\)/ { s += $2 } END { printf "%.2f", s }' "$tf")
-    r=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$tf")
-    w=${w:-0} c=${c:-0} r=${r:-0}
-    WALLS[$name]+="$w "
-    CPUS[$name]+="$c "
-    RCPUS[$name]+="$(awk "BEGIN{printf \"%.2f\", ($t1 - $t0) / $CLK_TCK}") "
-    RSS[$name]=$(awk "BEGIN{printf \"%.1f\", ($r > ${RSS[$name]}) ? $r : ${RSS[$name]}}")
-    [ "${STATE[$name]}" = ok ]
-}
-
-pending() {
-    if [ -z "${SEEN[$1]:-}" ]; then SEEN[$1]=1; ORDER+=("$1"); fi
-    STATE[$1]=pending; WALLS[$1]=; CPUS[$1]=; RCPUS[$1]=; RSS[$1]=
-}
-
-median() { # median NUMBERS...
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) exit; if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 export HOST ACCEPT
 export JQ_TAGS='(.tags // [])[] | $r + ":" + .'
@@ -397,25 +301,7 @@ fi
 # (e)'s URL list: one GET of every blob, blobs through /v2/<repo>/blobs/,
 # manifests through /v2/<repo>/manifests/ (a repository that links each, read
 # from the storage).
-python3 - "$STORAGE" "$HOST" > "$WORK/urls.cfg" <<'EOF'
-import os, sys
-storage, host = sys.argv[1], sys.argv[2]
-repos_root = os.path.join(storage, "docker/registry/v2/repositories")
-seen = {}
-for root, dirs, files in os.walk(repos_root):
-    rel = os.path.relpath(root, repos_root).split(os.sep)
-    for kind, endpoint in (("_layers", "blobs"), ("_manifests", "manifests")):
-        if kind in rel:
-            i = rel.index(kind)
-            want = ["sha256"] if kind == "_layers" else ["revisions", "sha256"]
-            if rel[i + 1:-1] == want and "link" in files:
-                repo = "/".join(rel[:i])
-                digest = "sha256:" + rel[-1]
-                seen.setdefault(digest, (repo, endpoint))
-for digest, (repo, endpoint) in sorted(seen.items()):
-    print(f'url = "http://{host}/v2/{repo}/{endpoint}/{digest}"')
-    print('output = "/dev/null"')
-EOF
+blob_url_config "$STORAGE" "$HOST" > "$WORK/urls.cfg"
 URLS=$(grep -c '^url' "$WORK/urls.cfg")
 export BLOBFILES="$WORK/blobfiles"
 DD_MB=$(( (CONTENT_BYTES + 1048575) / 1048576 ))
@@ -503,7 +389,7 @@ fi
 
 # (e) physical limits on the same bytes
 timed e1_get_every_blob curl -s -H "Accept: $ACCEPT" -w '%{http_code}\n' -K "$WORK/urls.cfg"
-bad=$(grep -vc '^200$' "$T/e1_get_every_blob.$RUN.out" || true)
+bad=$(grep -vc '^200$' "$TIMES_DIR/e1_get_every_blob.$RUN.out" || true)
 [ "$bad" = 0 ] || { log "e1: $bad of $URLS GETs did not answer 200"; STATE[e1_get_every_blob]=failed; GET_BAD=$bad; }
 timed e2_sha256_pass bash -o pipefail -c 'xargs -0 cat < "$BLOBFILES" | openssl sha256 > /dev/null'
 timed e3_zstd_pass bash -o pipefail -c 'xargs -0 cat < "$BLOBFILES" | zstd -q -T1 -1 -c > /dev/null'
@@ -776,16 +662,7 @@ case "$PUSH_MATCH" in
        log "bundle push: $PUSH_MATCH of $TAGS_TOTAL tags at the source digest" ;;
 esac
 
-profile_line=$(python3 - "$PROFILE_DIR/profile.json" <<'EOF'
-import json, sys
-p = json.load(open(sys.argv[1]))
-m = p["push_modes"]
-print(f"{p['repositories']} repositories, {p['tags']} tags, {p['platform_manifests']} platform manifests, "
-      f"{p['layers']} layers ({p['layer_bytes'] / 2**20:.1f} MiB); pushed as "
-      f"{m.get('oci', 0)} OCI manifests, {m.get('v2s2', 0)} Docker schema2, "
-      f"{m.get('oci-all', 0)} OCI indexes, {m.get('v2s2-all', 0)} Docker manifest lists")
-EOF
-)
+profile_line=$(profile_summary "$PROFILE_DIR/profile.json")
 
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
