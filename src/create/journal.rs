@@ -478,6 +478,21 @@ mod tests {
         (entries, volume_bytes(dir))
     }
 
+    /// The entries and volumes of a run that is never interrupted.
+    fn uninterrupted(
+        volume_size: u64,
+        items: &[(EntryKind, Vec<u8>)],
+    ) -> (Vec<Entry>, BTreeMap<String, Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        finish_run(
+            dir.path(),
+            VolumeWriter::new(dir.path(), volume_size, LEVEL).unwrap(),
+            Journal::create(dir.path(), &header(volume_size)).unwrap(),
+            Vec::new(),
+            items,
+        )
+    }
+
     fn volume_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         std::fs::read_dir(dir)
             .unwrap()
@@ -558,14 +573,7 @@ mod tests {
             let volume_size = 64 * 1024;
             let items = items(&blobs);
             let killed_at = killed_at % (items.len() + 1);
-            let reference = tempfile::tempdir().unwrap();
-            let (want_entries, want) = finish_run(
-                reference.path(),
-                VolumeWriter::new(reference.path(), volume_size, LEVEL).unwrap(),
-                Journal::create(reference.path(), &header(volume_size)).unwrap(),
-                Vec::new(),
-                &items,
-            );
+            let (want_entries, want) = uninterrupted(volume_size, &items);
             let dir = tempfile::tempdir().unwrap();
             killed_run(dir.path(), volume_size, &items, killed_at, partial);
             let r = recover(dir.path(), &header(volume_size)).unwrap();
@@ -588,14 +596,7 @@ mod tests {
             })
             .collect();
         let items = items(&blobs);
-        let reference = tempfile::tempdir().unwrap();
-        let (_, want) = finish_run(
-            reference.path(),
-            VolumeWriter::new(reference.path(), volume_size, LEVEL).unwrap(),
-            Journal::create(reference.path(), &header(volume_size)).unwrap(),
-            Vec::new(),
-            &items,
-        );
+        let (_, want) = uninterrupted(volume_size, &items);
         let dir = tempfile::tempdir().unwrap();
         killed_run(dir.path(), volume_size, &items, items.len() - 1, 1000);
         let first = dir.path().join(volume_name(0));

@@ -511,10 +511,11 @@ async fn send_jobs(
                         };
                         // Up to AHEAD_MIB ahead of the writer, at most --jobs
                         // downloads at once; the writer takes them in order.
-                        let mib = descriptor.size.div_ceil(1 << 20).clamp(
-                            u64::from(MIN_AHEAD_MIB),
-                            u64::from(AHEAD_MIB),
-                        ) as u32;
+                        let mib = descriptor
+                            .size
+                            .div_ceil(1 << 20)
+                            .clamp(u64::from(MIN_AHEAD_MIB), u64::from(AHEAD_MIB))
+                            as u32;
                         let share = ahead.clone().acquire_many_owned(mib).await?;
                         let permit = downloads.clone().acquire_owned().await?;
                         let data = JobData::Spool(download.start(permit));

@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 /// Bytes of a blob kept in memory before the rest spills to disk.
 pub const MEMORY_PER_BLOB: usize = 4 << 20;
 /// Bytes all the downloads ahead of the writer keep in memory together.
-pub const MEMORY_AHEAD: usize = 32 << 20;
+pub const MEMORY_AHEAD: usize = 16 << 20;
 
 /// Memory shared by the downloads ahead of the writer.
 pub struct Budget {
