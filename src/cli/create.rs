@@ -25,7 +25,8 @@ pub struct Args {
     /// --tls-verify=false) or an OCI layout (`oci:DIR`).
     #[arg(long, value_name = "SOURCE")]
     from: Option<String>,
-    /// Output directory (created; must not already hold a bundle).
+    /// Output directory (created). One holding an interrupted create is
+    /// continued when the arguments are the same; a finished bundle is refused.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Secret key to sign bundle.json with (minisign format, mode 0600).

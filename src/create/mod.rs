@@ -48,7 +48,7 @@ pub const DEFAULT_JOBS: usize = 6;
 
 /// What `create` needs besides the plan.
 pub struct CreateOptions {
-    /// Output directory (created if missing; must not hold a bundle).
+    /// Output directory (created if missing; an interrupted create in it is continued).
     pub out: PathBuf,
     /// Largest volume file in bytes.
     pub volume_size: u64,
