@@ -21,7 +21,6 @@ use crate::digest::{Digest, Hasher};
 use crate::files::write_atomic;
 use crate::manifest::{BundleManifest, Entry, EntryKind};
 use crate::oci::{self, LayoutIndex};
-use crate::sign::PublicKey;
 use crate::verify::{self, VerifyReport};
 
 /// What an extract did.
@@ -44,11 +43,11 @@ pub struct ExtractReport {
 /// Verifies the bundle in `dirs[0]` and writes its images into the OCI layout `layout`.
 pub fn extract(
     dirs: &[PathBuf],
-    key: &PublicKey,
+    trust: &verify::Trust,
     layout: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<ExtractReport> {
-    let (mut report, m) = verify::open(dirs, key, false)?;
+    let (mut report, m) = verify::open(dirs, trust, false)?;
     let mut sink = LayoutSink {
         blobs_dir: PathBuf::new(),
         current: None,

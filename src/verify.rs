@@ -56,9 +56,9 @@ pub struct Finding {
 pub struct VerifyReport {
     /// The bundle directory.
     pub bundle: PathBuf,
-    /// Key id of the trusted key.
+    /// Key id of the trusted key that signed (empty if none did).
     pub key_id: String,
-    /// True when the trusted key is the repository's demo key.
+    /// True when the key that signed is the repository's demo key.
     pub demo_key: bool,
     /// bundle id from the signed manifest.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,9 +107,34 @@ impl VerifyReport {
 }
 
 /// Reads and checks bundle.json's signature; returns the manifest only if it verifies.
+/// What the receiving side trusts: the public keys it received out of band
+/// (the signature names which one signed), and optionally how old a bundle
+/// it still accepts (against a valid older bundle replayed: a rollback).
+pub struct Trust {
+    /// The trusted keys; a bundle signed by any of them is accepted.
+    pub keys: Vec<PublicKey>,
+    /// Bundles created before this are refused (`--not-before`).
+    pub not_before: Option<time::OffsetDateTime>,
+}
+
+impl Trust {
+    /// Trusts `key` alone, with no age limit.
+    pub fn key(key: PublicKey) -> Self {
+        Trust {
+            keys: vec![key],
+            not_before: None,
+        }
+    }
+
+    /// The trusted key with this id.
+    fn find(&self, id: sign::KeyId) -> Option<&PublicKey> {
+        self.keys.iter().find(|k| k.key_id() == id)
+    }
+}
+
 pub fn read_signed_manifest(
     dir: &Path,
-    key: &PublicKey,
+    trust: &Trust,
     report: &mut VerifyReport,
 ) -> anyhow::Result<Option<(BundleManifest, Vec<u8>)>> {
     let path = dir.join(manifest::FILE_NAME);
@@ -139,27 +164,66 @@ pub fn read_signed_manifest(
             return Ok(None);
         }
     };
+    let Some(key) = trust.find(signature.key_id()) else {
+        let trusted: Vec<String> = trust.keys.iter().map(|k| k.key_id().to_string()).collect();
+        report.finding(
+            Stage::Signature,
+            Some(manifest::SIGNATURE_FILE_NAME),
+            format!(
+                "signed by key {}, which is not a trusted key (trusted: {})",
+                signature.key_id(),
+                trusted.join(", ")
+            ),
+        );
+        return Ok(None);
+    };
+    report.key_id = key.key_id().to_string();
+    report.demo_key = key.is_demo();
     if let Err(e) = sign::verify(key, &bytes, &signature) {
         report.finding(Stage::Signature, Some(manifest::FILE_NAME), error_chain(&e));
         return Ok(None);
     }
-    match BundleManifest::parse(&bytes) {
-        Ok(m) => Ok(Some((m, bytes))),
+    let m = match BundleManifest::parse(&bytes) {
+        Ok(m) => m,
         Err(e) => {
             report.finding(Stage::Signature, Some(manifest::FILE_NAME), error_chain(&e));
-            Ok(None)
+            return Ok(None);
+        }
+    };
+    if let Some(limit) = trust.not_before {
+        let created =
+            time::OffsetDateTime::parse(&m.created, &time::format_description::well_known::Rfc3339);
+        match created {
+            Ok(created) if created >= limit => {}
+            _ => {
+                report.finding(
+                    Stage::Signature,
+                    Some(manifest::FILE_NAME),
+                    format!(
+                        "bundle {} was created {}, before --not-before {}: an older \
+                         bundle is refused (a replayed one could roll images back)",
+                        m.bundle_id,
+                        m.created,
+                        limit
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default()
+                    ),
+                );
+                return Ok(None);
+            }
         }
     }
+    Ok(Some((m, bytes)))
 }
 
 /// Verifies the bundle in `dirs[0]` (volumes may also be in the other directories).
 pub fn verify(
     dirs: &[PathBuf],
-    key: &PublicKey,
+    trust: &Trust,
     quick: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<VerifyReport> {
-    verify_into(dirs, key, quick, progress, None)
+    verify_into(dirs, trust, quick, progress, None)
 }
 
 /// Like [`verify`], also handing every entry to `also` as it streams (extract
@@ -167,12 +231,12 @@ pub fn verify(
 /// told which entries verified; whether the whole bundle did is in the report.
 pub fn verify_into<'a>(
     dirs: &[PathBuf],
-    key: &PublicKey,
+    trust: &Trust,
     quick: bool,
     progress: &'a mut dyn FnMut(u64, u64),
     also: Option<&'a mut dyn Sink>,
 ) -> anyhow::Result<VerifyReport> {
-    let (mut report, m) = open(dirs, key, quick)?;
+    let (mut report, m) = open(dirs, trust, quick)?;
     if let Some(m) = m {
         read_into(&m, dirs, progress, also, &mut report)?;
     }
@@ -183,18 +247,16 @@ pub fn verify_into<'a>(
 /// Returns the manifest only if the signature verified (else the report says why).
 pub fn open(
     dirs: &[PathBuf],
-    key: &PublicKey,
+    trust: &Trust,
     quick: bool,
 ) -> anyhow::Result<(VerifyReport, Option<BundleManifest>)> {
     let dir = &dirs[0];
     let mut report = VerifyReport {
         bundle: dir.clone(),
-        key_id: key.key_id().to_string(),
-        demo_key: key.is_demo(),
         quick,
         ..Default::default()
     };
-    let Some((m, _)) = read_signed_manifest(dir, key, &mut report)? else {
+    let Some((m, _)) = read_signed_manifest(dir, trust, &mut report)? else {
         return Ok((report, None));
     };
     report.bundle_id = Some(m.bundle_id.clone());

@@ -20,14 +20,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let key = args.bundle.key()?;
+    let trust = args.bundle.trust()?;
     let dirs = args.bundle.dirs();
     let bar = super::reading_bar(args.json);
     let mut progress = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let report = extract::extract(&dirs, &key, &args.to, &mut progress);
+    let report = extract::extract(&dirs, &trust, &args.to, &mut progress);
     bar.finish_and_clear();
     let report = report?;
     if args.json {

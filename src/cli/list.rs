@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Some(path) => {
             let key = PublicKey::from_file(path)?;
             let mut report = VerifyReport::default();
-            match verify::read_signed_manifest(&args.dir, &key, &mut report)? {
+            match verify::read_signed_manifest(&args.dir, &verify::Trust::key(key), &mut report)? {
                 Some((m, _)) => m,
                 None => {
                     for f in &report.findings {

@@ -72,20 +72,51 @@ impl RegistryArgs {
 pub struct BundleArgs {
     /// The bundle directory (holding bundle.json and its signature).
     pub dir: PathBuf,
-    /// The trusted public key (minisign format), received out of band.
-    #[arg(long, value_name = "FILE")]
-    pub pubkey: PathBuf,
+    /// A trusted public key (minisign format) received out of band, or a
+    /// directory of them (every `*.pub` in it); repeatable. The bundle's
+    /// signature names the key that signed; it must be one of these.
+    #[arg(long, value_name = "FILE|DIR", required = true)]
+    pub pubkey: Vec<PathBuf>,
+    /// Refuse a bundle created before DATE (`2026-11-01` or RFC 3339), so an
+    /// older signed bundle cannot be replayed to roll images back.
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub not_before: Option<time::OffsetDateTime>,
     /// Also look for volumes in DIR (several media mounted apart); repeatable.
     #[arg(long, value_name = "DIR")]
     pub volumes_from: Vec<PathBuf>,
 }
 
 impl BundleArgs {
-    /// The trusted key, with a loud warning when it is the repository's demo key.
-    pub fn key(&self) -> anyhow::Result<crate::sign::PublicKey> {
-        let key = crate::sign::PublicKey::from_file(&self.pubkey)?;
-        super::verify::warn_demo_key(&key);
-        Ok(key)
+    /// The trusted keys (with a loud warning for the repository's demo key)
+    /// and the age limit.
+    pub fn trust(&self) -> anyhow::Result<crate::verify::Trust> {
+        let mut keys = Vec::new();
+        for path in &self.pubkey {
+            if path.is_dir() {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                    .with_context(|| format!("reading the key directory {}", path.display()))?
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("reading the key directory {}", path.display()))?;
+                files.retain(|f| f.extension().is_some_and(|x| x == "pub"));
+                files.sort();
+                if files.is_empty() {
+                    anyhow::bail!("the key directory {} holds no .pub file", path.display());
+                }
+                for f in files {
+                    keys.push(crate::sign::PublicKey::from_file(&f)?);
+                }
+            } else {
+                keys.push(crate::sign::PublicKey::from_file(path)?);
+            }
+        }
+        for key in &keys {
+            super::verify::warn_demo_key(key);
+        }
+        Ok(crate::verify::Trust {
+            keys,
+            not_before: self.not_before,
+        })
     }
 
     /// Where volumes are looked for: the bundle directory, then the other media.
@@ -114,6 +145,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     num.checked_mul(1u64 << shift)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// `--not-before`: a date (`2026-11-01`, midnight UTC) or an RFC 3339 time.
+pub fn parse_date(s: &str) -> Result<time::OffsetDateTime, String> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let day = time::format_description::parse_borrowed::<2>("[year]-[month]-[day]")
+        .expect("a valid format");
+    time::Date::parse(s, &day)
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| format!("{s:?} is not a date like 2026-11-01 or 2026-11-01T12:00:00Z"))
 }
 
 /// `--jobs`: 1 to 64.

@@ -58,7 +58,7 @@ struct Output<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let key = args.bundle.key()?;
+    let trust = args.bundle.trust()?;
     let destination = Destination::parse(&args.to)?;
     for repo in &args.mount_from {
         anyhow::ensure!(
@@ -114,7 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let report = push::push(
         &dirs,
-        &key,
+        &trust,
         &connect,
         &opts,
         runtime.handle(),

@@ -19,14 +19,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let key = args.bundle.key()?;
+    let trust = args.bundle.trust()?;
     let dirs = args.bundle.dirs();
     let bar = super::reading_bar(args.json);
     let mut progress = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let report = verify::verify(&dirs, &key, args.quick, &mut progress);
+    let report = verify::verify(&dirs, &trust, args.quick, &mut progress);
     bar.finish_and_clear();
     let report = report?;
     if args.json {

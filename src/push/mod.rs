@@ -48,7 +48,6 @@ use crate::digest::Digest;
 use crate::manifest::BundleManifest;
 use crate::oci;
 use crate::registry::Registry;
-use crate::sign::PublicKey;
 use crate::verify::{self, VerifyReport};
 
 /// The default of `--jobs`: uploads, and requests of the survey and the
@@ -159,13 +158,13 @@ pub struct PushReport {
 /// be a runtime thread).
 pub fn push(
     dirs: &[PathBuf],
-    key: &PublicKey,
+    trust: &verify::Trust,
     connect: &dyn Fn() -> anyhow::Result<Registry>,
     opts: &PushOptions,
     rt: &Handle,
     progress: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<PushReport> {
-    let (mut report, m) = verify::open(dirs, key, false)?;
+    let (mut report, m) = verify::open(dirs, trust, false)?;
     let mut out = PushReport {
         verify: VerifyReport::default(),
         destination: format!("{}/{}", opts.destination.host(), opts.destination.prefix)

@@ -291,3 +291,130 @@ fn volumes_on_other_media_are_found_with_volumes_from() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// The key id in the first line of a minisign public key file.
+fn key_id_of(pubkey: &Path) -> String {
+    let text = std::fs::read_to_string(pubkey).unwrap();
+    let first = text.lines().next().unwrap();
+    first.rsplit(' ').next().unwrap().to_owned()
+}
+
+/// Several trusted keys (`--pubkey` repeated, or a directory of `.pub`
+/// files): a bundle signed by any of them verifies and the report names the
+/// one that signed; signed by none, it is refused naming the signer's key id
+/// and the trusted ones.
+#[test]
+fn several_trusted_keys_name_the_one_that_signed() {
+    let fx = fixture();
+    let (other, third) = (keygen(), keygen());
+    let signer = key_id_of(&fx.keys.public);
+    let out = bundle_cmd()
+        .arg("verify")
+        .arg(&fx.good)
+        .arg("--pubkey")
+        .arg(&other.public)
+        .arg("--pubkey")
+        .arg(&fx.keys.public)
+        .args(["--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["key_id"], signer.as_str());
+
+    // A directory of trusted keys (other files in it are not keys).
+    let keyring = fx.root.join("trusted");
+    std::fs::create_dir(&keyring).unwrap();
+    std::fs::copy(&other.public, keyring.join("other.pub")).unwrap();
+    std::fs::copy(&fx.keys.public, keyring.join("bastion.pub")).unwrap();
+    std::fs::write(keyring.join("README"), "not a key").unwrap();
+    let out = verify(&fx.good, &keyring, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains(&format!("signed by key {signer}")), "{t}");
+
+    // Without the signer among them: refused, before any volume is read.
+    std::fs::remove_file(keyring.join("bastion.pub")).unwrap();
+    std::fs::copy(&third.public, keyring.join("third.pub")).unwrap();
+    let out = verify(&fx.good, &keyring, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(&format!(
+            "signed by key {signer}, which is not a trusted key"
+        )),
+        "{t}"
+    );
+    assert!(t.contains(&key_id_of(&other.public)), "{t}");
+    assert!(t.contains(&key_id_of(&third.public)), "{t}");
+    assert!(
+        !t.contains("volumes      "),
+        "volumes must not be read: {t}"
+    );
+
+    // An empty key directory is an error of the command, not a bad bundle.
+    let empty = fx.root.join("empty-keyring");
+    std::fs::create_dir(&empty).unwrap();
+    let out = verify(&fx.good, &empty, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("holds no .pub file"), "{}", text(&out));
+}
+
+/// A valid older bundle replayed: verify prints when it was made and its id
+/// (from the signed data); `--not-before` refuses one made earlier, before
+/// any volume is read, and extract then creates nothing.
+#[test]
+fn not_before_refuses_an_older_bundle() {
+    let fx = fixture();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.good.join("bundle.json")).unwrap()).unwrap();
+    let (id, created) = (
+        m["bundle_id"].as_str().unwrap(),
+        m["created"].as_str().unwrap(),
+    );
+    let out = verify(&fx.good, &fx.keys.public, &["--not-before", "2020-01-01"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains(&format!("bundle {id}, created {created}")),
+        "{t}"
+    );
+    // Exactly its creation time is still accepted.
+    let out = verify(&fx.good, &fx.keys.public, &["--not-before", created]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let out = verify(&fx.good, &fx.keys.public, &["--not-before", "2999-01-01"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(&format!(
+            "bundle {id} was created {created}, before --not-before 2999-01-01T00:00:00Z"
+        )),
+        "{t}"
+    );
+    assert!(
+        !t.contains("volumes      "),
+        "volumes must not be read: {t}"
+    );
+
+    let layout = fx.root.join("extracted");
+    let out = bundle_cmd()
+        .arg("extract")
+        .arg(&fx.good)
+        .arg("--pubkey")
+        .arg(&fx.keys.public)
+        .args(["--not-before", "2999-01-01", "--to"])
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(!layout.exists(), "extract created {}", layout.display());
+
+    let out = verify(&fx.good, &fx.keys.public, &["--not-before", "last week"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a date like 2026-11-01"),
+        "{}",
+        text(&out)
+    );
+}
