@@ -550,3 +550,94 @@ fn a_pull_only_user_cannot_push_and_no_tag_is_made() {
         assert_eq!(s.tags(&repo), Vec::<String>::new(), "{repo}");
     }
 }
+
+/// Every file in `dir` (recursively), for a search of its bytes.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(all_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// No password, basic-auth header value or issued token appears anywhere a
+/// run leaves words: stdout, stderr with every log on (`RUST_LOG=trace`),
+/// `--json`, error messages of a wrong password and of a refused scope, or
+/// the bundle's files.
+#[test]
+fn no_password_or_token_leaks_into_output_logs_or_the_bundle() {
+    let src = TokenSource::start();
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut run = |name: &str, creds: &str, extra: &[&str]| {
+        let out = src.out(name);
+        let host = src.host();
+        let o = bundle_cmd()
+            .env("RUST_LOG", "trace")
+            .args([
+                "-vv",
+                "create",
+                "--from",
+                host.as_str(),
+                "--tls-verify=false",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .arg("--key")
+            .arg(&src.keys.secret)
+            .args(["--creds", creds])
+            .args(extra)
+            .output()
+            .unwrap();
+        outputs.push((format!("{name}: stdout"), o.stdout.clone()));
+        outputs.push((format!("{name}: stderr"), o.stderr.clone()));
+        for f in all_files(&out) {
+            outputs.push((f.display().to_string(), std::fs::read(&f).unwrap()));
+        }
+        o
+    };
+    let good = run("good", "reader:reader-pw", &["--json"]);
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good));
+    let wrong = run("wrong", "reader:wr0ng-pw-7731", &[]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
+    let php = run("php", "php:php-pw", &["--include", "library/*"]);
+    assert_ne!(php.status.code(), Some(0), "{}", text(&php));
+
+    let mut secrets: Vec<String> = ["reader-pw", "wr0ng-pw-7731", "php-pw"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for userpass in ["reader:reader-pw", "reader:wr0ng-pw-7731", "php:php-pw"] {
+        use base64::Engine;
+        secrets.push(base64::engine::general_purpose::STANDARD.encode(userpass));
+    }
+    let tokens: Vec<String> = src
+        .server
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.token)
+        .collect();
+    assert!(tokens.len() >= 3, "tokens were issued: {}", tokens.len());
+    secrets.extend(tokens);
+    let logged: usize = outputs.iter().map(|(_, b)| b.len()).sum();
+    assert!(
+        logged > 10_000,
+        "the trace logs were written ({logged} bytes)"
+    );
+    for (what, bytes) in &outputs {
+        let hay = String::from_utf8_lossy(bytes);
+        for secret in &secrets {
+            assert!(
+                !hay.contains(secret.as_str()),
+                "{what} holds a secret ({}…)",
+                &secret[..secret.len().min(12)]
+            );
+        }
+    }
+}

@@ -132,6 +132,8 @@ pub struct TokenRequest {
     pub status: u16,
     /// Whether the token issued (if any) was already expired.
     pub expired: bool,
+    /// The token issued, if any (tests check it never leaks into output).
+    pub token: Option<String>,
 }
 
 impl TokenRequest {
@@ -459,6 +461,7 @@ impl State {
             client_id: None,
             status: 400,
             expired: false,
+            token: None,
         };
         let params = if method == "POST" {
             parse_form(&String::from_utf8_lossy(body))
@@ -568,6 +571,7 @@ impl State {
         let token = self
             .issuer
             .mint(&subject, &access, valid_for, entry.expired);
+        entry.token = Some(token.clone());
         let issued_at = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .expect("formatting the time");
