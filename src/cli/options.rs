@@ -10,8 +10,14 @@ use crate::registry::{self, ClientOptions, Credentials};
 #[derive(clap::Args, Debug)]
 pub struct RegistryArgs {
     /// Credentials as USER:PASSWORD (basic auth, or sent to the token service).
-    #[arg(long, value_name = "USER:PASSWORD", conflicts_with_all = ["token", "token_file"])]
+    /// On a shared machine the process list shows them: give `--creds USER
+    /// --password-stdin` (or an auth file) instead.
+    #[arg(long, value_name = "USER[:PASSWORD]", conflicts_with_all = ["token", "token_file"])]
     pub creds: Option<String>,
+    /// Read the password of `--creds USER` from standard input (its first
+    /// line), so that it never appears in the process list.
+    #[arg(long, requires = "creds")]
+    pub password_stdin: bool,
     /// A bearer token used as-is (the OpenShift registry's `oc whoami -t`).
     #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
     pub token: Option<String>,
@@ -36,13 +42,15 @@ impl RegistryArgs {
     /// Client options for `host` (credentials looked up in the auth file when none are given).
     pub fn client_options(&self, host: &str) -> anyhow::Result<ClientOptions> {
         let credentials = if let Some(creds) = &self.creds {
-            let Some((username, password)) = creds.split_once(':') else {
-                bail!("--creds must be USER:PASSWORD");
+            let (username, password) = match (creds.split_once(':'), self.password_stdin) {
+                (Some((user, password)), false) => (user.to_owned(), password.to_owned()),
+                (None, true) => (creds.clone(), read_password_line()?),
+                (Some(_), true) => bail!("with --password-stdin, --creds takes only USER"),
+                (None, false) => {
+                    bail!("--creds must be USER:PASSWORD, or USER with --password-stdin")
+                }
             };
-            Credentials::Basic {
-                username: username.to_owned(),
-                password: password.to_owned(),
-            }
+            Credentials::Basic { username, password }
         } else if let Some(token) = &self.token {
             Credentials::Bearer(token.trim().to_owned())
         } else if let Some(path) = &self.token_file {
@@ -65,6 +73,19 @@ impl RegistryArgs {
             ..ClientOptions::default()
         })
     }
+}
+
+/// The first line of standard input, without its line ending.
+fn read_password_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        bail!("--password-stdin: standard input gave no password");
+    }
+    Ok(password)
 }
 
 /// The bundle to read and the key to trust it with (verify, extract, push).

@@ -641,3 +641,62 @@ fn no_password_or_token_leaks_into_output_logs_or_the_bundle() {
         }
     }
 }
+
+/// `--creds USER --password-stdin`: the password comes from standard input,
+/// the run authenticates with it, and the process's command line (what `ps`
+/// shows) never holds it.
+#[test]
+fn password_stdin_keeps_the_password_out_of_the_process_list() {
+    use std::io::Write;
+    let src = TokenSource::start();
+    let out = src.out("stdin");
+    let host = src.host();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bundle"))
+        .args(["create", "--from", host.as_str(), "--tls-verify=false"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--key")
+        .arg(&src.keys.secret)
+        .args(["--creds", "reader", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // What `ps` shows once the process runs (it waits for its password).
+    let cmdline = (0..200)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let raw = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
+            String::from_utf8_lossy(&raw).replace('\0', " ")
+        })
+        .find(|c| c.contains("create"))
+        .expect("the process's command line");
+    assert!(cmdline.contains("--password-stdin"), "{cmdline}");
+    assert!(!cmdline.contains("reader-pw"), "{cmdline}");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"reader-pw\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    ok(&o);
+    assert!(out.join("bundle.json").exists());
+    let users: Vec<Option<String>> = src.server.requests().into_iter().map(|r| r.user).collect();
+    assert!(users.contains(&Some("reader".into())), "{users:?}");
+
+    // USER:PASSWORD and --password-stdin together is a mistake, said as such.
+    let o = bundle_cmd()
+        .args(["create", "--from", host.as_str(), "--tls-verify=false"])
+        .arg("--out")
+        .arg(src.out("both"))
+        .arg("--key")
+        .arg(&src.keys.secret)
+        .args(["--creds", "reader:reader-pw", "--password-stdin"])
+        .write_stdin("reader-pw\n")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--creds takes only USER"), "{}", text(&o));
+}
