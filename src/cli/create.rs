@@ -14,6 +14,7 @@ use crate::create::{self, CreateOptions, Event};
 use crate::registry::Registry;
 use crate::sign::SecretKey;
 use crate::source::{self, Fetcher, Filters, SourceSpec};
+use zeroize::Zeroizing;
 
 /// The default volume size: below FAT32's 4 GiB file limit.
 const DEFAULT_VOLUME_SIZE: &str = "4000M";
@@ -29,9 +30,14 @@ pub struct Args {
     /// continued when the arguments are the same; a finished bundle is refused.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Secret key to sign bundle.json with (minisign format, mode 0600).
+    /// Secret key to sign bundle.json with (minisign format, mode 0600). A
+    /// password-protected key (`minisign -G`) asks for its password on the
+    /// terminal, unless --key-password-file or BUNDLE_KEY_PASSWORD gives it.
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+    /// Read the password of a protected --key from FILE (its first line).
+    #[arg(long, value_name = "FILE")]
+    key_password_file: Option<PathBuf>,
     /// Bundle only images matching PATTERN (glob on `repo`, or on `repo:tag`
     /// when it has a colon); repeatable.
     #[arg(long, value_name = "PATTERN")]
@@ -70,7 +76,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let key = SecretKey::from_file(&args.key)?;
+    let key = load_key(&args.key, args.key_password_file.as_deref())?;
     let filters = Filters::new(&args.include, &args.exclude, &args.platform)?;
     let images = match &args.images {
         Some(path) => {
@@ -227,4 +233,45 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// The signing key; a password-protected one gets its password from FILE,
+/// then `BUNDLE_KEY_PASSWORD`, then a prompt on the terminal.
+fn load_key(
+    path: &std::path::Path,
+    password_file: Option<&std::path::Path>,
+) -> anyhow::Result<SecretKey> {
+    let mut failed: Option<anyhow::Error> = None;
+    let mut password = || -> Option<Zeroizing<String>> {
+        if let Some(file) = password_file {
+            return match std::fs::read_to_string(file) {
+                Ok(text) => {
+                    let text = Zeroizing::new(text);
+                    Some(Zeroizing::new(
+                        text.lines().next().unwrap_or_default().to_owned(),
+                    ))
+                }
+                Err(e) => {
+                    failed = Some(
+                        anyhow::Error::new(e)
+                            .context(format!("reading the key password from {}", file.display())),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(p) = std::env::var_os("BUNDLE_KEY_PASSWORD") {
+            return Some(Zeroizing::new(p.to_string_lossy().into_owned()));
+        }
+        if std::io::stdin().is_terminal() {
+            let prompt = format!("Password for {}: ", path.display());
+            return rpassword::prompt_password(prompt).ok().map(Zeroizing::new);
+        }
+        None
+    };
+    let key = SecretKey::from_file_with(path, &mut password);
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(key?)
 }

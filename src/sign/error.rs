@@ -82,15 +82,31 @@ pub enum SignError {
         mode: u32,
     },
 
-    /// A secret key is protected by a password (scrypt), which is not supported yet.
+    /// A secret key is protected by a password (scrypt) and none was given.
     #[error(
-        "{}: password-protected minisign keys are not supported yet; \
-         make an unencrypted one with `bundle keygen` or `minisign -G -W`",
+        "{} is protected by a password: give it on the terminal, in a file \
+         (--key-password-file), or in BUNDLE_KEY_PASSWORD",
         describe(FileKind::SecretKey, path.as_deref())
     )]
     EncryptedKey {
         /// The key file, when it was read from one.
         path: Option<PathBuf>,
+    },
+
+    /// The password does not open a password-protected secret key.
+    #[error("wrong password for {}", describe(FileKind::SecretKey, path.as_deref()))]
+    WrongPassword {
+        /// The key file, when it was read from one.
+        path: Option<PathBuf>,
+    },
+
+    /// The key's scrypt parameters are not ones minisign writes.
+    #[error("{}: unusable scrypt parameters ({reason})", describe(FileKind::SecretKey, path.as_deref()))]
+    KdfParams {
+        /// The key file, when it was read from one.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        reason: String,
     },
 
     /// The text of a key or signature is not in minisign format.

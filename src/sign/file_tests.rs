@@ -136,7 +136,7 @@ fn file_errors_name_the_file() {
 }
 
 #[test]
-fn encrypted_secret_key_is_refused_naming_the_file() {
+fn encrypted_secret_key_without_a_password_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (secret, _) = generate("");
     let text = edit_key_line(&secret.to_file_text(), |b| b[2..4].copy_from_slice(b"Sc"));
@@ -152,6 +152,6 @@ fn encrypted_secret_key_is_refused_naming_the_file() {
         .expect_err("encrypted")
         .to_string();
     assert!(message.contains(&path.display().to_string()), "{message}");
-    assert!(message.contains("password-protected minisign keys are not supported yet"));
-    assert!(message.contains("minisign -G -W"), "{message}");
+    assert!(message.contains("is protected by a password"), "{message}");
+    assert!(message.contains("--key-password-file"), "{message}");
 }

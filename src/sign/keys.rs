@@ -181,18 +181,45 @@ impl SecretKey {
         Self::parse_from(text, None)
     }
 
-    /// Reads and parses a secret key file, refusing one that group or others can read.
+    /// Reads and parses an unencrypted secret key file, refusing one that
+    /// group or others can read.
     pub fn from_file(path: &Path) -> Result<Self, SignError> {
+        Self::from_file_with(path, &mut || None)
+    }
+
+    /// Like [`SecretKey::from_file`], also opening a password-protected key
+    /// (`minisign -G`): `password` is asked only for such a key; `None` means
+    /// none was given.
+    pub fn from_file_with(
+        path: &Path,
+        password: &mut dyn FnMut() -> Option<Zeroizing<String>>,
+    ) -> Result<Self, SignError> {
         let file = std::fs::File::open(path).map_err(|source| SignError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         super::files::check_private(&file, path)?;
         let text = text::read_small(file, path)?;
-        Self::parse_from(&text, Some(path))
+        Self::parse_with(&text, Some(path), password)
+    }
+
+    /// Whether the key file text is password-protected (scrypt).
+    pub fn is_encrypted(text: &str) -> bool {
+        text.lines()
+            .nth(1)
+            .and_then(|line| text::decode_base64(line, 2, SECRET_LEN).ok())
+            .is_some_and(|bytes| bytes[2..4] == KDF_SCRYPT)
     }
 
     fn parse_from(text: &str, path: Option<&Path>) -> Result<Self, SignError> {
+        Self::parse_with(text, path, &mut || None)
+    }
+
+    fn parse_with(
+        text: &str,
+        path: Option<&Path>,
+        password: &mut dyn FnMut() -> Option<Zeroizing<String>>,
+    ) -> Result<Self, SignError> {
         let origin = Origin {
             kind: FileKind::SecretKey,
             path,
@@ -201,7 +228,9 @@ impl SecretKey {
             .map_err(|e| origin.malformed(e))?;
         let comment =
             text::strip_prefix(comment, 1, UNTRUSTED_PREFIX).map_err(|e| origin.malformed(e))?;
-        let bytes = text::decode_base64(key, 2, SECRET_LEN).map_err(|e| origin.malformed(e))?;
+        let mut bytes = Zeroizing::new(
+            text::decode_base64(key, 2, SECRET_LEN).map_err(|e| origin.malformed(e))?,
+        );
         let field = |at: usize| [bytes[at], bytes[at + 1]];
         if field(0) != ALG_ED {
             return Err(origin.malformed(FormatError::Algorithm {
@@ -209,22 +238,38 @@ impl SecretKey {
                 expected: "Ed",
             }));
         }
-        match field(2) {
-            KDF_NONE => {}
-            KDF_SCRYPT => {
-                return Err(SignError::EncryptedKey {
-                    path: path.map(Path::to_path_buf),
-                });
-            }
+        let encrypted = match field(2) {
+            KDF_NONE => false,
+            KDF_SCRYPT => true,
             found => return Err(origin.malformed(FormatError::Kdf { found })),
-        }
+        };
         if field(4) != CHK_B2 {
             return Err(origin.malformed(FormatError::ChecksumAlgorithm { found: field(4) }));
+        }
+        if encrypted {
+            let owned = || path.map(Path::to_path_buf);
+            let password = password().ok_or_else(|| SignError::EncryptedKey { path: owned() })?;
+            let stream = scrypt_stream(password.as_bytes(), &bytes).map_err(|reason| {
+                SignError::KdfParams {
+                    path: owned(),
+                    reason,
+                }
+            })?;
+            for (b, s) in bytes[SECRET_KEY_ID_AT..].iter_mut().zip(stream.iter()) {
+                *b ^= s;
+            }
         }
         let key_id = KeyId(array(&bytes[SECRET_KEY_ID_AT..SECRET_KEY_ID_AT + 8]));
         let pair = Zeroizing::new(array::<64>(&bytes[62..126]));
         let stored = &bytes[126..];
-        if stored.iter().any(|&b| b != 0) && stored != checksum(&key_id, &pair).as_slice() {
+        let sum_ok = stored == checksum(&key_id, &pair).as_slice();
+        if encrypted && !sum_ok {
+            // The checksum is what tells a wrong password from a right one.
+            return Err(SignError::WrongPassword {
+                path: path.map(Path::to_path_buf),
+            });
+        }
+        if stored.iter().any(|&b| b != 0) && !sum_ok {
             return Err(origin.malformed(FormatError::Checksum));
         }
         let signing = SigningKey::from_keypair_bytes(&pair)
@@ -279,6 +324,42 @@ impl SecretKey {
     }
 }
 
+/// The 104 bytes minisign XORs over the key id, key pair and checksum of a
+/// password-protected key: scrypt of the password with the key's salt, its
+/// parameters chosen from the stored opslimit and memlimit as libsodium's
+/// `crypto_pwhash_scryptsalsa208sha256` does (minisign's defaults give
+/// N = 2^20, r = 8, p = 1: 1 GiB and about a second).
+fn scrypt_stream(password: &[u8], key: &[u8]) -> Result<Zeroizing<[u8; 104]>, String> {
+    let salt = &key[6..38];
+    let opslimit = u64::from_le_bytes(array(&key[38..46]));
+    let memlimit = u64::from_le_bytes(array(&key[46..54]));
+    let (log_n, r, p) = pick_scrypt_params(opslimit, memlimit);
+    // More than minisign's 1 GiB default by far is a hostile file, not a key.
+    if log_n > 22 || u64::from(p) * u64::from(r) > 64 {
+        return Err(format!("N = 2^{log_n}, r = {r}, p = {p}"));
+    }
+    // (The length here is only for the PHC string API; the output is 104 bytes.)
+    let params = scrypt::Params::new(log_n, r, p, scrypt::Params::RECOMMENDED_LEN)
+        .map_err(|e| e.to_string())?;
+    let mut out = Zeroizing::new([0u8; 104]);
+    scrypt::scrypt(password, salt, &params, out.as_mut_slice()).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// libsodium's `pickparams` for scrypt: (log2 N, r, p).
+fn pick_scrypt_params(opslimit: u64, memlimit: u64) -> (u8, u32, u32) {
+    let opslimit = opslimit.max(32_768);
+    let r: u64 = 8;
+    let log_n_for = |max_n: u64| (1..63u8).find(|&l| (1u64 << l) > max_n / 2).unwrap_or(63);
+    if opslimit < memlimit / 32 {
+        (log_n_for(opslimit / (r * 4)), r as u32, 1)
+    } else {
+        let log_n = log_n_for(memlimit / (r * 128));
+        let max_rp = ((opslimit / 4) >> log_n).min(0x3fff_ffff);
+        (log_n, r as u32, (max_rp / r) as u32)
+    }
+}
+
 /// Makes a new key pair from the operating system's random source.
 ///
 /// `comment` (made one line) starts the untrusted comments of both key files,
@@ -327,4 +408,28 @@ pub(super) fn array<const N: usize>(slice: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(slice);
     out
+}
+
+#[cfg(test)]
+mod scrypt_tests {
+    use super::*;
+
+    #[test]
+    fn minisign_defaults_pick_libsodiums_parameters() {
+        // minisign -G: opslimit 2^25, memlimit 2^30 → N = 2^20, r = 8, p = 1.
+        assert_eq!(pick_scrypt_params(1 << 25, 1 << 30), (20, 8, 1));
+        // libsodium's interactive limits (2^19, 2^24) → N = 2^14, r = 8, p = 1.
+        assert_eq!(pick_scrypt_params(1 << 19, 1 << 24), (14, 8, 1));
+        // opslimit below memlimit / 32 takes the first branch.
+        assert_eq!(pick_scrypt_params(1 << 19, 1 << 30), (14, 8, 1));
+    }
+
+    #[test]
+    fn absurd_scrypt_parameters_are_refused_before_any_work() {
+        let mut key = vec![0u8; SECRET_LEN];
+        key[38..46].copy_from_slice(&u64::MAX.to_le_bytes());
+        key[46..54].copy_from_slice(&u64::MAX.to_le_bytes());
+        let e = scrypt_stream(b"pw", &key).unwrap_err();
+        assert!(e.contains("N = 2^"), "{e}");
+    }
 }

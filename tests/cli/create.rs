@@ -474,3 +474,103 @@ fn refuses_unsafe_keys_and_occupied_output() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("no images matched"), "{}", text(&o));
 }
+
+/// A password-protected key made by `minisign -G` signs: its password from
+/// --key-password-file or BUNDLE_KEY_PASSWORD, minisign verifies the result;
+/// a wrong password or none (no terminal) is refused before anything is
+/// created, saying how to give it.
+#[test]
+fn a_password_protected_minisign_key_signs() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let mut keygen_run = std::process::Command::new("minisign")
+        .args(["-G", "-p", "k.pub", "-s", "k.key"])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("minisign is installed (apt-get install minisign)");
+    use std::io::Write;
+    keygen_run
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\ncorrect horse\n")
+        .unwrap();
+    assert!(keygen_run.wait().unwrap().success(), "minisign -G");
+    let key = dir.join("k.key");
+    assert!(std::fs::read_to_string(&key).unwrap().contains("encrypted"));
+    std::fs::write(dir.join("pw"), "correct horse\n").unwrap();
+    std::fs::write(dir.join("wrong"), "incorrect horse\n").unwrap();
+
+    let from = ["--from", "oci:sample/layout"];
+    let out = dir.join("with-file");
+    let o = bundle_cmd()
+        .arg("create")
+        .arg("--out")
+        .arg(&out)
+        .arg("--key")
+        .arg(&key)
+        .arg("--key-password-file")
+        .arg(dir.join("pw"))
+        .args(from)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = std::process::Command::new("minisign")
+        .args(["-Vm"])
+        .arg(out.join("bundle.json"))
+        .arg("-p")
+        .arg(dir.join("k.pub"))
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "minisign -V: {}", text(&v));
+    let v = verify(&out, &dir.join("k.pub"), &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+
+    let out = dir.join("with-env");
+    let o = bundle_cmd()
+        .env("BUNDLE_KEY_PASSWORD", "correct horse")
+        .arg("create")
+        .arg("--out")
+        .arg(&out)
+        .arg("--key")
+        .arg(&key)
+        .args(from)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let out = dir.join("out-wrong");
+    let o = bundle_cmd()
+        .arg("create")
+        .arg("--out")
+        .arg(&out)
+        .arg("--key")
+        .arg(&key)
+        .arg("--key-password-file")
+        .arg(dir.join("wrong"))
+        .args(from)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("wrong password"), "{}", text(&o));
+    assert!(!text(&o).contains("horse"), "{}", text(&o));
+    assert!(!out.exists());
+
+    let out = dir.join("out-none");
+    let o = bundle_cmd()
+        .env_remove("BUNDLE_KEY_PASSWORD")
+        .arg("create")
+        .arg("--out")
+        .arg(&out)
+        .arg("--key")
+        .arg(&key)
+        .args(from)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--key-password-file"), "{}", text(&o));
+    assert!(!out.exists());
+}
