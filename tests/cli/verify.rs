@@ -418,3 +418,96 @@ fn not_before_refuses_an_older_bundle() {
         text(&out)
     );
 }
+
+/// Names, sizes and modification times of everything in `dir`.
+fn listing(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.len(),
+                m.modified().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `bundle ARGS…` with `dir` bind-mounted read-only over itself in a private
+/// mount namespace (a write-protected medium; needs root, as CI runs).
+fn on_read_only(dir: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let script = r#"dir=$1; shift; mount --bind -o ro "$dir" "$dir" && touch "$dir/.probe" 2>/dev/null && { echo "the mount is writable"; exit 99; }; exec "$@""#;
+    std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(dir)
+        .arg(env!("CARGO_BIN_EXE_bundle"))
+        .args(args)
+        .output()
+        .expect("unshare (util-linux) runs")
+}
+
+/// verify writes nothing into the bundle directory (names, sizes and times
+/// unchanged), and a bundle on a read-only medium verifies and extracts; a
+/// damaged one there is still reported as such.
+#[test]
+fn verify_writes_nothing_and_works_on_read_only_media() {
+    let fx = fixture();
+    let before = listing(&fx.good);
+    let out = verify(&fx.good, &fx.keys.public, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        listing(&fx.good),
+        before,
+        "verify changed the bundle directory"
+    );
+
+    let pubkey = fx.keys.public.as_os_str();
+    let o = on_read_only(
+        &fx.good,
+        &[
+            "verify".as_ref(),
+            fx.good.as_os_str(),
+            "--pubkey".as_ref(),
+            pubkey,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("VERIFIED"), "{}", text(&o));
+
+    let layout = fx.root.join("from-read-only");
+    let o = on_read_only(
+        &fx.good,
+        &[
+            "extract".as_ref(),
+            fx.good.as_os_str(),
+            "--pubkey".as_ref(),
+            pubkey,
+            "--to".as_ref(),
+            layout.as_os_str(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(layout.join("index.json").exists());
+
+    let bad = fx.copy("bad-read-only");
+    let v = volumes(&bad);
+    let mut bytes = std::fs::read(&v[1]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&v[1], bytes).unwrap();
+    let o = on_read_only(
+        &bad,
+        &[
+            "verify".as_ref(),
+            bad.as_os_str(),
+            "--pubkey".as_ref(),
+            pubkey,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains(&name(&v[1])), "{}", text(&o));
+}
