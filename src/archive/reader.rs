@@ -105,6 +105,16 @@ pub enum ProblemKind {
         /// What zstd said.
         reason: String,
     },
+    /// A frame that gives no content: a zstd skippable frame (bytes that
+    /// `zstd -d` passes over in silence) or an empty frame; bundle writes
+    /// neither, so whatever it hides is refused.
+    #[error(
+        "a frame with no content at compressed offset {offset} (a skippable or empty zstd frame, which bundle never writes)"
+    )]
+    EmptyFrame {
+        /// Where the frame starts in the volume.
+        offset: u64,
+    },
     /// A frame does not start where bundle.json says.
     #[error(
         "frame at compressed offset {found} where bundle.json records {expected} in {expected_volume}"
@@ -384,6 +394,9 @@ struct VolumeDecode {
     skip_to: u64,
     /// Whether the decoder is between frames.
     at_frame_start: bool,
+    /// Where the current frame started, and the bytes it gave so far.
+    frame_offset: u64,
+    frame_out: u64,
 }
 
 impl VolumeDecode {
@@ -395,6 +408,8 @@ impl VolumeDecode {
             consumed: 0,
             skip_to: 0,
             at_frame_start: true,
+            frame_offset: 0,
+            frame_out: 0,
         })
     }
 
@@ -414,6 +429,8 @@ impl VolumeDecode {
             }
             if self.at_frame_start {
                 cursor.frame_starts(self.index, self.consumed);
+                self.frame_offset = self.consumed;
+                self.frame_out = 0;
             }
             let mut input = InBuffer::around(bytes);
             let mut output = OutBuffer::around(&mut self.out[..]);
@@ -429,7 +446,13 @@ impl VolumeDecode {
                 }),
                 Ok(hint) => {
                     self.at_frame_start = hint == 0;
-                    cursor.feed(&self.out[..written], problems, sink)?
+                    self.frame_out += written as u64;
+                    match cursor.feed(&self.out[..written], problems, sink)? {
+                        None if hint == 0 && self.frame_out == 0 => Some(ProblemKind::EmptyFrame {
+                            offset: self.frame_offset,
+                        }),
+                        fault => fault,
+                    }
                 }
             };
             if let Some(kind) = fault {

@@ -45,6 +45,9 @@ struct RawEntry {
     media_type: Option<String>,
     /// Header block(s), data and padding, exactly as they go in the tar stream.
     tar: Vec<u8>,
+    /// Raw bytes put in the volume right after this entry's frame (none for
+    /// a genuine entry): a skippable frame, say.
+    after: Vec<u8>,
 }
 
 impl RawEntry {
@@ -61,6 +64,7 @@ impl RawEntry {
             size: body.len() as u64,
             media_type: None,
             tar,
+            after: Vec::new(),
         }
     }
 
@@ -183,6 +187,7 @@ fn forge() -> Forge {
             size: e.size,
             media_type: e.media_type.clone(),
             tar: tar[e.tar_offset as usize..e.tar_end() as usize].to_vec(),
+            after: Vec::new(),
         })
         .collect();
     let trailer = &tar[tar.len() - TRAILER_LEN as usize..];
@@ -243,6 +248,14 @@ impl Forge {
     /// truthfully and signed by the genuine key. Returns the stream as a tar
     /// implementation lists it, read back from the volume file.
     fn write(&self, case: &Case, entries: &[RawEntry]) -> Vec<(String, u8, String)> {
+        self.write_raw(case, entries);
+        let written = fs::read(case.bundle.join(manifest::volume_name(0))).unwrap();
+        tar_listing(&zstd::stream::decode_all(&written[..]).unwrap())
+    }
+
+    /// [`Forge::write`] without reading the stream back (for a stream a tar
+    /// implementation cannot list).
+    fn write_raw(&self, case: &Case, entries: &[RawEntry]) {
         let level = self.manifest.compression.level;
         let mut m = self.manifest.clone();
         let mut volume = Vec::new();
@@ -260,6 +273,7 @@ impl Forge {
                 tar_offset: tar_pos,
             });
             volume.extend(zstd::bulk::compress(&raw.tar, level).unwrap());
+            volume.extend_from_slice(&raw.after);
             tar_pos += raw.tar.len() as u64;
         }
         volume.extend(zstd::bulk::compress(&[0u8; TRAILER_LEN as usize], level).unwrap());
@@ -280,8 +294,6 @@ impl Forge {
         )
         .unwrap();
         self.sign_into(&case.bundle, &m.to_canonical_bytes());
-        let written = fs::read(case.bundle.join(manifest::volume_name(0))).unwrap();
-        tar_listing(&zstd::stream::decode_all(&written[..]).unwrap())
     }
 
     /// Copies the genuine bundle into `case.bundle` with its bundle.json
@@ -815,4 +827,67 @@ fn links_planted_at_the_temporary_names_of_index_json_and_oci_layout_are_not_fol
         "files outside LAYOUT written through links planted at .index.json.tmp and .oci-layout.tmp (extract exited {:?}):\n{t}",
         out.status.code()
     );
+}
+
+/// Character and block devices and FIFOs are refused, and nothing is created
+/// for them (a FIFO would hang a reader, a device write into the machine).
+#[test]
+fn device_and_fifo_entries_are_refused() {
+    let fx = forge();
+    for (name, flag) in [
+        ("char-device", b'3'),
+        ("block-device", b'4'),
+        ("fifo", b'6'),
+    ] {
+        let case = fx.case(name);
+        let hostile = RawEntry::blob(header(&fx.layer.layout_path(), flag, "", 0), b"");
+        let named = hostile.path();
+        let listing = fx.write(&case, &fx.with_before_layer(hostile));
+        assert!(
+            listing
+                .iter()
+                .any(|(p, t, _)| *p == fx.layer.layout_path() && *t == flag),
+            "{listing:?}"
+        );
+        let blobs = fx.expect_refused(&case, &[BAD_HEADER, &named]);
+        assert!(blobs.contains(&fx.layer.hex()), "{name}: {blobs:?}");
+    }
+}
+
+/// A header that promises 100 GB (a decompression bomb's promise) where
+/// bundle.json says a few bytes is refused at that header: the run ends
+/// (it would not within the test's time if it read on).
+#[test]
+fn a_header_claiming_100_gb_is_refused_at_the_header() {
+    let fx = forge();
+    let case = fx.case("bomb-header");
+    let body = b"a small blob whose header lies about its size";
+    let path = EntryKind::Blob.path(&Digest::of(body));
+    let hostile = RawEntry::blob(header(&path, b'0', "", 100_000_000_000), body);
+    // (tar itself cannot list this stream: it would skip 100 GB.)
+    fx.write_raw(&case, &fx.with_before_layer(hostile));
+    fx.expect_refused(&case, &[BAD_HEADER, &path]);
+}
+
+/// A zstd skippable frame between two entries hides bytes that `zstd -d`
+/// silently passes over: bundle.json's frame offsets account for it and the
+/// volume hash covers it, but the volume is not what bundle writes, so it is
+/// refused, naming the volume.
+#[test]
+fn a_skippable_frame_hiding_data_is_refused() {
+    let fx = forge();
+    let case = fx.case("skippable");
+    let hidden = b"#!/bin/sh\necho hidden payload\n";
+    let mut frame = vec![0x50, 0x2A, 0x4D, 0x18];
+    frame.extend_from_slice(&(hidden.len() as u32).to_le_bytes());
+    frame.extend_from_slice(hidden);
+    let mut entries = fx.entries.clone();
+    entries[0].after = frame;
+    fx.write(&case, &entries);
+    let volume = fs::read(case.bundle.join(manifest::volume_name(0))).unwrap();
+    assert!(
+        volume.windows(hidden.len()).any(|w| w == hidden),
+        "the hidden bytes are in the volume"
+    );
+    fx.expect_refused(&case, &[&manifest::volume_name(0), "skippable"]);
 }
