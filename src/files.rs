@@ -10,6 +10,15 @@ use anyhow::{Context, bail};
 /// Reads a whole file, refusing one larger than `max` bytes without reading past the limit.
 pub fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // A regular file says its size: one too large is refused before a byte
+    // is read (a FIFO or device says nothing and is bounded by the read).
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len > max {
+        bail!("{} is larger than {max} bytes ({len})", path.display());
+    }
     let mut bytes = Vec::new();
     file.take(max + 1)
         .read_to_end(&mut bytes)

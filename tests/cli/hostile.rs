@@ -891,3 +891,81 @@ fn a_skippable_frame_hiding_data_is_refused() {
     );
     fx.expect_refused(&case, &[&manifest::volume_name(0), "skippable"]);
 }
+
+/// Signed bundle.json files that are not what `bundle create` writes, each
+/// refused with a message naming what is wrong, before any volume is read:
+/// another format version, another digest algorithm, a volume named with a
+/// `/`, absurd or negative sizes, a duplicate key, deep nesting, a size
+/// beyond any bundle.json (a sparse file: refused by size, not read).
+#[test]
+fn signed_bundle_json_oddities_are_refused_naming_them() {
+    let fx = forge();
+    let edits: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        (
+            "version",
+            Box::new(|m| m["format_version"] = 2.into()),
+            "format version",
+        ),
+        (
+            "algorithm",
+            Box::new(|m| {
+                let hex = m["entries"][1]["digest"].as_str().unwrap()[7..].to_owned();
+                m["entries"][1]["digest"] = format!("sha512:{hex}{hex}").into();
+            }),
+            "sha512",
+        ),
+        (
+            "volume-slash",
+            Box::new(|m| m["volumes"][0]["name"] = "sub/images.tar.zst.000".into()),
+            "volume 0 is named",
+        ),
+        (
+            "negative-size",
+            Box::new(|m| m["entries"][1]["size"] = (-1).into()),
+            "invalid value",
+        ),
+        (
+            "absurd-size",
+            Box::new(|m| m["volumes"][0]["size"] = u64::MAX.into()),
+            "images.tar.zst.000",
+        ),
+    ];
+    for (name, edit, needle) in edits {
+        let case = fx.case(name);
+        fx.write_json(&case, edit);
+        let blobs = fx.expect_refused(&case, &["FAILED Signature", needle]);
+        assert!(blobs.is_empty(), "{name}: {blobs:?}");
+    }
+
+    // Raw texts no JSON value can produce, signed as they are.
+    let good = fs::read_to_string(fx.good.join(manifest::FILE_NAME)).unwrap();
+    let duplicate = good.replacen('{', "{\"bundle_id\":\"forged\",", 1);
+    // Well-formed, 100,000 deep: refused by the types, never a stack overflow.
+    let nested = format!(
+        "{{\"format_version\":1,\"images\":{}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    for (name, text, needle) in [
+        ("duplicate-key", duplicate.as_str(), "duplicate field"),
+        ("nested", nested.as_str(), "bundle.json is malformed"),
+    ] {
+        let case = fx.case(name);
+        copy_dir_all(&fx.good, &case.bundle);
+        fx.sign_into(&case.bundle, text.as_bytes());
+        let blobs = fx.expect_refused(&case, &["FAILED Signature", needle]);
+        assert!(blobs.is_empty(), "{name}: {blobs:?}");
+    }
+
+    // 300 MiB of bundle.json (sparse), beyond the 256 MiB any bundle.json may
+    // take: refused by its size before a byte is read.
+    let case = fx.case("huge");
+    copy_dir_all(&fx.good, &case.bundle);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(case.bundle.join(manifest::FILE_NAME))
+        .unwrap();
+    f.set_len(300 << 20).unwrap();
+    drop(f);
+    fx.expect_refused(&case, &["FAILED Signature", "is larger than"]);
+}
