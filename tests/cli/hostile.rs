@@ -900,7 +900,13 @@ fn a_skippable_frame_hiding_data_is_refused() {
 #[test]
 fn signed_bundle_json_oddities_are_refused_naming_them() {
     let fx = forge();
-    let edits: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    /// A case name, an edit of bundle.json, and what the refusal must say.
+    type Edit = (
+        &'static str,
+        Box<dyn Fn(&mut serde_json::Value)>,
+        &'static str,
+    );
+    let edits: Vec<Edit> = vec![
         (
             "version",
             Box::new(|m| m["format_version"] = 2.into()),
