@@ -60,8 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         None => {
             let path = args.dir.join(manifest::FILE_NAME);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes = crate::files::read_capped(&path, manifest::MAX_MANIFEST_BYTES)?;
             if !args.json {
                 eprintln!("warning: signature not checked (pass --pubkey to check it)");
             }

@@ -511,3 +511,36 @@ fn verify_writes_nothing_and_works_on_read_only_media() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains(&name(&v[1])), "{}", text(&o));
 }
+
+/// SHA256SUMS is a convenience for `sha256sum -c`; bundle.json is what is
+/// signed. One that disagrees, or that is absurdly large (a sparse 10 GiB
+/// file: not read), is reported as a warning and the bundle still verifies.
+#[test]
+fn a_sha256sums_that_disagrees_is_reported_not_trusted() {
+    let fx = fixture();
+    let dir = fx.copy("sums-edited");
+    let sums = dir.join("SHA256SUMS");
+    let text_sums = std::fs::read_to_string(&sums).unwrap();
+    let first_hex = text_sums.split_whitespace().next().unwrap().to_owned();
+    std::fs::write(&sums, text_sums.replacen(&first_hex, &"0".repeat(64), 1)).unwrap();
+    let out = verify(&dir, &fx.keys.public, &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("SHA256SUMS disagrees with the signed bundle.json"),
+        "{t}"
+    );
+
+    let dir = fx.copy("sums-huge");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("SHA256SUMS"))
+        .unwrap();
+    f.set_len(10 << 30).unwrap();
+    drop(f);
+    let out = verify(&dir, &fx.keys.public, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("is larger than"), "{warnings}");
+}
