@@ -975,3 +975,58 @@ fn signed_bundle_json_oddities_are_refused_naming_them() {
     drop(f);
     fx.expect_refused(&case, &["FAILED Signature", "is larger than"]);
 }
+
+/// Variants of bundle.json.minisig: an untrusted comment changed still
+/// verifies (it is not signed, as minisign treats it); a changed trusted
+/// comment, the legacy non-prehashed algorithm, and extra lines are refused
+/// before any volume is read.
+#[test]
+fn signature_file_variants_are_judged_as_minisign_does_or_stricter() {
+    use base64::Engine;
+    let fx = forge();
+    let sig_name = manifest::SIGNATURE_FILE_NAME;
+    let genuine = fs::read_to_string(fx.good.join(sig_name)).unwrap();
+    let lines: Vec<&str> = genuine.lines().collect();
+    assert_eq!(lines.len(), 4, "{genuine}");
+
+    let case = fx.case("sig-untrusted-comment");
+    copy_dir_all(&fx.good, &case.bundle);
+    let edited = genuine.replacen(
+        lines[0],
+        "untrusted comment: rewritten by whoever held the stick",
+        1,
+    );
+    fs::write(case.bundle.join(sig_name), edited).unwrap();
+    let out = fx.verify(&case, &case.bundle);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut legacy = b64.decode(lines[1]).unwrap();
+    assert_eq!(&legacy[..2], b"ED");
+    legacy[1] = b'd';
+    let legacy_line = b64.encode(&legacy);
+    let trusted = format!("{} (edited)", lines[2]);
+    for (name, text, needle) in [
+        (
+            "sig-trusted-comment",
+            genuine.replacen(lines[2], &trusted, 1),
+            "trusted comment",
+        ),
+        (
+            "sig-legacy",
+            genuine.replacen(lines[1], &legacy_line, 1),
+            "legacy",
+        ),
+        (
+            "sig-extra-line",
+            format!("{genuine}one more line\n"),
+            "malformed",
+        ),
+    ] {
+        let case = fx.case(name);
+        copy_dir_all(&fx.good, &case.bundle);
+        fs::write(case.bundle.join(sig_name), text).unwrap();
+        let blobs = fx.expect_refused(&case, &["FAILED Signature", needle]);
+        assert!(blobs.is_empty(), "{name}: {blobs:?}");
+    }
+}
