@@ -155,23 +155,35 @@ fn read_journal(path: &Path) -> anyhow::Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-/// What an interrupted run left that can be kept.
-pub struct Recovered {
-    /// The entries kept, in the order written.
+/// Where the writer starts: from nothing ([`start`]), or after what an
+/// interrupted run left ([`recover`]).
+pub struct Start {
+    /// The entries already whole in the volumes, in the order written.
     pub entries: Vec<Entry>,
     /// Platforms of the image configs among them.
     pub platforms: HashMap<Digest, String>,
-    /// A writer carrying on right after the last entry kept.
+    /// A writer carrying on right after them.
     pub writer: VolumeWriter,
     /// Damage found (a volume that changed since it was written).
     pub warnings: Vec<String>,
-    /// The journal, rewritten with only what was kept, open for more records.
+    /// The journal, holding only what was kept, open for more records.
     pub journal: Journal,
+}
+
+/// Starts a fresh run in `out`: an empty journal and a writer.
+pub fn start(out: &Path, header: &Header) -> anyhow::Result<Start> {
+    Ok(Start {
+        journal: Journal::rewrite(out, header, &[], 0)?,
+        writer: VolumeWriter::new(out, header.volume_size, header.level)?,
+        entries: Vec::new(),
+        platforms: HashMap::new(),
+        warnings: Vec::new(),
+    })
 }
 
 /// Checks what the interrupted run in `out` left against its journal and
 /// prepares to carry on after the last entry that is whole on disk.
-pub fn recover(out: &Path, header: &Header) -> anyhow::Result<Recovered> {
+pub fn recover(out: &Path, header: &Header) -> anyhow::Result<Start> {
     let path = out.join(FILE_NAME);
     let text = read_journal(&path)?.context("the journal went away")?;
     let mut records = Vec::new();
@@ -242,7 +254,7 @@ pub fn recover(out: &Path, header: &Header) -> anyhow::Result<Recovered> {
         }
     }
     let journal = Journal::rewrite(out, header, &records, closed.len())?;
-    Ok(Recovered {
+    Ok(Start {
         entries,
         platforms,
         writer,
@@ -349,11 +361,6 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the journal of a fresh run.
-    pub fn create(out: &Path, header: &Header) -> anyhow::Result<Self> {
-        Journal::rewrite(out, header, &[], 0)
-    }
-
     /// Writes the header and `records` atomically, then opens it for appending.
     fn rewrite(
         out: &Path,
@@ -487,7 +494,7 @@ mod tests {
         finish_run(
             dir.path(),
             VolumeWriter::new(dir.path(), volume_size, LEVEL).unwrap(),
-            Journal::create(dir.path(), &header(volume_size)).unwrap(),
+            Journal::rewrite(dir.path(), &header(volume_size), &[], 0).unwrap(),
             Vec::new(),
             items,
         )
@@ -520,7 +527,7 @@ mod tests {
         partial: usize,
     ) {
         let mut w = VolumeWriter::new(dir, volume_size, LEVEL).unwrap();
-        let mut journal = Journal::create(dir, &header(volume_size)).unwrap();
+        let mut journal = Journal::rewrite(dir, &header(volume_size), &[], 0).unwrap();
         for (i, (kind, bytes)) in items.iter().enumerate() {
             if i == killed_at {
                 // The source breaks off: the writer has written part of it, and

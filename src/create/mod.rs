@@ -21,7 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use self::spool::SpoolReader;
 
-use crate::archive::writer::{VolumeWriter, WriteError};
+use crate::archive::writer::WriteError;
 use crate::digest::Digest;
 use crate::files::{self, write_atomic};
 use crate::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, Volume};
@@ -197,23 +197,11 @@ pub async fn write_bundle(
         for name in [manifest::SUMS_FILE_NAME, manifest::SIGNATURE_FILE_NAME] {
             files::remove_if_present(&opts.out.join(name))?;
         }
-        Start {
-            writer: recovered.writer,
-            journal: recovered.journal,
-            entries: recovered.entries,
-            platforms: recovered.platforms,
-            warnings: recovered.warnings,
-        }
+        recovered
     } else {
         fs::create_dir_all(&opts.out)
             .with_context(|| format!("creating {}", opts.out.display()))?;
-        Start {
-            journal: journal::Journal::create(&opts.out, &header)?,
-            writer: VolumeWriter::new(&opts.out, opts.volume_size, opts.level)?,
-            entries: Vec::new(),
-            platforms: HashMap::new(),
-            warnings: Vec::new(),
-        }
+        journal::start(&opts.out, &header)?
     };
     let already: HashSet<String> = start.entries.iter().map(Entry::path).collect();
     let resumed = (!start.entries.is_empty()).then(|| Resumed {
@@ -625,24 +613,14 @@ type Written = (
 /// Image configs larger than this are not read for their platform.
 const MAX_CONFIG_READ: u64 = 1 << 20;
 
-/// Where the writer thread starts: from nothing, or after what an
-/// interrupted run left.
-struct Start {
-    writer: VolumeWriter,
-    journal: journal::Journal,
-    entries: Vec<Entry>,
-    platforms: HashMap<Digest, String>,
-    warnings: Vec<String>,
-}
-
 /// The writer thread: entries in the order they arrive.
 fn write_entries(
-    start: Start,
+    start: journal::Start,
     mut jobs: mpsc::Receiver<Job>,
     mut rebuild: Option<RebuildIndex>,
     progress: Progress,
 ) -> anyhow::Result<Written> {
-    let Start {
+    let journal::Start {
         mut writer,
         mut journal,
         mut entries,

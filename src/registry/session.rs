@@ -593,20 +593,22 @@ impl Session {
             query.push(("service", service));
         }
         let joined = scopes.join(" ");
+        // The OAuth2 POST: `grant` pairs, then client id, service and scope.
+        let oauth_post = |grant: &[(&str, &str)]| {
+            let mut form = grant.to_vec();
+            form.push(("client_id", "bundle"));
+            form.extend(query.iter().copied());
+            if !joined.is_empty() {
+                form.push(("scope", &joined));
+            }
+            self.http.post(realm.clone()).form(&form)
+        };
         let resp = self
             .send_retrying(&realm, || match &self.credentials {
-                Credentials::IdentityToken { token, .. } => {
-                    let mut form = vec![
-                        ("grant_type", "refresh_token"),
-                        ("refresh_token", token.as_str()),
-                        ("client_id", "bundle"),
-                    ];
-                    form.extend(query.iter().copied());
-                    if !joined.is_empty() {
-                        form.push(("scope", &joined));
-                    }
-                    self.http.post(realm.clone()).form(&form)
-                }
+                Credentials::IdentityToken { token, .. } => oauth_post(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                ]),
                 creds => {
                     let mut q = query.clone();
                     q.extend(scopes.iter().map(|s| ("scope", s.as_str())));
@@ -627,17 +629,11 @@ impl Session {
             (Credentials::Basic { username, password }, 404 | 405) => {
                 post_grant = true;
                 self.send_retrying(&realm, || {
-                    let mut form = vec![
+                    oauth_post(&[
                         ("grant_type", "password"),
                         ("username", username.as_str()),
                         ("password", password.as_str()),
-                        ("client_id", "bundle"),
-                    ];
-                    form.extend(query.iter().copied());
-                    if !joined.is_empty() {
-                        form.push(("scope", &joined));
-                    }
-                    self.http.post(realm.clone()).form(&form)
+                    ])
                 })
                 .await?
             }

@@ -504,19 +504,34 @@ fn a_password_protected_minisign_key_signs() {
     std::fs::write(dir.join("pw"), "correct horse\n").unwrap();
     std::fs::write(dir.join("wrong"), "incorrect horse\n").unwrap();
 
-    let from = ["--from", "oci:sample/layout"];
+    // `bundle create` of the sample with the key, BUNDLE_KEY_PASSWORD set to
+    // `env` (or unset), and `extra` arguments.
+    let run = |out: &Path, env: Option<&str>, extra: &[&std::ffi::OsStr]| {
+        let mut cmd = bundle_cmd();
+        match env {
+            Some(p) => cmd.env("BUNDLE_KEY_PASSWORD", p),
+            None => cmd.env_remove("BUNDLE_KEY_PASSWORD"),
+        };
+        cmd.arg("create")
+            .arg("--out")
+            .arg(out)
+            .arg("--key")
+            .arg(&key)
+            .args(extra)
+            .args(["--from", "oci:sample/layout"])
+            .output()
+            .unwrap()
+    };
+    let password_file = |name: &str| {
+        [
+            "--key-password-file".into(),
+            dir.join(name).into_os_string(),
+        ]
+    };
+
     let out = dir.join("with-file");
-    let o = bundle_cmd()
-        .arg("create")
-        .arg("--out")
-        .arg(&out)
-        .arg("--key")
-        .arg(&key)
-        .arg("--key-password-file")
-        .arg(dir.join("pw"))
-        .args(from)
-        .output()
-        .unwrap();
+    let [flag, file] = password_file("pw");
+    let o = run(&out, None, &[&flag, &file]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v = std::process::Command::new("minisign")
         .args(["-Vm"])
@@ -529,47 +544,19 @@ fn a_password_protected_minisign_key_signs() {
     let v = verify(&out, &dir.join("k.pub"), &[]);
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 
-    let out = dir.join("with-env");
-    let o = bundle_cmd()
-        .env("BUNDLE_KEY_PASSWORD", "correct horse")
-        .arg("create")
-        .arg("--out")
-        .arg(&out)
-        .arg("--key")
-        .arg(&key)
-        .args(from)
-        .output()
-        .unwrap();
+    let o = run(&dir.join("with-env"), Some("correct horse"), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     let out = dir.join("out-wrong");
-    let o = bundle_cmd()
-        .arg("create")
-        .arg("--out")
-        .arg(&out)
-        .arg("--key")
-        .arg(&key)
-        .arg("--key-password-file")
-        .arg(dir.join("wrong"))
-        .args(from)
-        .output()
-        .unwrap();
+    let [flag, file] = password_file("wrong");
+    let o = run(&out, None, &[&flag, &file]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("wrong password"), "{}", text(&o));
     assert!(!text(&o).contains("horse"), "{}", text(&o));
     assert!(!out.exists());
 
     let out = dir.join("out-none");
-    let o = bundle_cmd()
-        .env_remove("BUNDLE_KEY_PASSWORD")
-        .arg("create")
-        .arg("--out")
-        .arg(&out)
-        .arg("--key")
-        .arg(&key)
-        .args(from)
-        .output()
-        .unwrap();
+    let o = run(&out, None, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--key-password-file"), "{}", text(&o));
     assert!(!out.exists());
