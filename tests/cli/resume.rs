@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::*;
+use crate::support::seed::{skopeo_dest_flags, skopeo_src_flags};
 use crate::support::*;
 
 /// Longer than any retry budget of the client: a run still going is hung.
@@ -846,4 +847,47 @@ fn jobs_bounds_the_blob_downloads_in_flight() {
         let v = verify(&out, &case.keys.public, &[]);
         assert_eq!(v.status.code(), Some(0), "{}", text(&v));
     }
+}
+
+/// The source changed between the runs (resume/tool:4 now names the app
+/// image): run 2 bundles what the source holds now, keeps the blobs run 1
+/// wrote that no image needs any more (they are whole and verified, and
+/// cutting them out would mean rewriting the volumes), and says so.
+#[test]
+fn a_source_changed_between_runs_is_bundled_as_it_is_now_with_a_warning() {
+    let case = Case::new();
+    let run1 = case.spawn(&[("BUNDLE_CRASH_AT", "before-sign")]).wait();
+    assert_eq!(run1.status.signal(), Some(9), "{}", text(&run1));
+    let host = case._registry.host();
+    let copy = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .args(skopeo_src_flags(&case._registry))
+        .args(skopeo_dest_flags(&case._registry))
+        .arg(format!("docker://{host}/resume/app:1"))
+        .arg(format!("docker://{host}/resume/tool:4"))
+        .output()
+        .expect("skopeo runs");
+    assert!(copy.status.success(), "retagging: {}", text(&copy));
+
+    let o = case.run();
+    case.assert_exit(&o, 0, "run 2");
+    assert!(
+        text(&o).contains("no longer needed by any image"),
+        "{}",
+        text(&o)
+    );
+    let v = verify(&case.out, &case.keys.public, &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(case.out.join("bundle.json")).unwrap()).unwrap();
+    let digest_of = |reference: &str| {
+        m["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["reference"] == reference)
+            .map(|i| i["digest"].clone())
+            .unwrap_or_else(|| panic!("{reference} in bundle.json"))
+    };
+    assert_eq!(digest_of("resume/tool:4"), digest_of("resume/app:1"));
 }
