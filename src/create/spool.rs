@@ -142,7 +142,8 @@ impl SpoolWriter {
             let room = shared.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            let (file, offset) = {
+            // Where the chunk goes in the spill file; `None`: wait for room.
+            let spill_at: Option<(Arc<File>, u64)> = {
                 let mut s = self.shared.lock();
                 if s.abandoned {
                     return false;
@@ -176,9 +177,8 @@ impl SpoolWriter {
                         }
                     },
                 }
-            }
-            .unzip();
-            let (Some(file), Some(offset)) = (file, offset) else {
+            };
+            let Some((file, offset)) = spill_at else {
                 room.await;
                 continue;
             };
