@@ -241,24 +241,20 @@ fn load_key(
     path: &std::path::Path,
     password_file: Option<&std::path::Path>,
 ) -> anyhow::Result<SecretKey> {
-    let mut failed: Option<anyhow::Error> = None;
+    let from_file = password_file
+        .map(|file| {
+            let text =
+                Zeroizing::new(std::fs::read_to_string(file).with_context(|| {
+                    format!("reading the key password from {}", file.display())
+                })?);
+            anyhow::Ok(Zeroizing::new(
+                text.lines().next().unwrap_or_default().to_owned(),
+            ))
+        })
+        .transpose()?;
     let mut password = || -> Option<Zeroizing<String>> {
-        if let Some(file) = password_file {
-            return match std::fs::read_to_string(file) {
-                Ok(text) => {
-                    let text = Zeroizing::new(text);
-                    Some(Zeroizing::new(
-                        text.lines().next().unwrap_or_default().to_owned(),
-                    ))
-                }
-                Err(e) => {
-                    failed = Some(
-                        anyhow::Error::new(e)
-                            .context(format!("reading the key password from {}", file.display())),
-                    );
-                    None
-                }
-            };
+        if from_file.is_some() {
+            return from_file.clone();
         }
         if let Some(p) = std::env::var_os("BUNDLE_KEY_PASSWORD") {
             return Some(Zeroizing::new(p.to_string_lossy().into_owned()));
@@ -269,9 +265,5 @@ fn load_key(
         }
         None
     };
-    let key = SecretKey::from_file_with(path, &mut password);
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    Ok(key?)
+    Ok(SecretKey::from_file_with(path, &mut password)?)
 }
