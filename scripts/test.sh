@@ -26,6 +26,8 @@ declare -A PACKAGE_OF=(
   [tar]=tar
   [sha256sum]=coreutils
   [python3]=python3
+  [unshare]=util-linux
+  [mount]=mount
 )
 
 stage "Checking the tools the tests need"
