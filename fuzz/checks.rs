@@ -6,17 +6,25 @@
 //! raw fuzz input, calls a pure library function on it and panics only when
 //! an invariant below is broken (a panic inside `bundle` is a finding too).
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use bundle::archive::reader::{ReadReport, Sink, read_bundle};
 use bundle::archive::writer::{MIN_VOLUME_SIZE, VolumeWriter};
 use bundle::archive::{BLOCK, TRAILER_LEN};
 use bundle::digest::Digest;
-use bundle::manifest::{BundleManifest, Compression, Entry, EntryKind, volume_name};
+use bundle::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, volume_name};
 use bundle::oci;
-use bundle::registry::ImageReference;
-use bundle::sign::{PublicKey, Signature};
+use bundle::registry::fuzzing::{
+    AuthfileError, Challenge, Lookup, lookup_authfile, next_page, parse_challenge,
+    parse_link_header, parse_token_response,
+};
+use bundle::registry::{Credentials, ImageReference};
+use bundle::sign::{PublicKey, SecretKey, Signature};
+use bundle::verify::{self, Trust};
 
 /// The body of a fuzz target: panics when the input breaks an invariant.
 pub type Check = fn(&[u8]);
@@ -28,6 +36,10 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("oci_manifest", oci_manifest),
     ("image_reference", image_reference),
     ("minisign_signature", minisign_signature),
+    ("www_authenticate", www_authenticate),
+    ("link_header", link_header),
+    ("auth_json", auth_json),
+    ("signed_bundle", signed_bundle),
 ];
 
 /// `BundleManifest::parse` never panics; what it accepts has entries that
@@ -128,40 +140,40 @@ fn noise(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A blob of a fixture and the media type bundle.json records for it.
+type Blob = (Vec<u8>, Option<&'static str>);
+
 /// Writes `oci-layout`, `blobs` and `index.json` with the real volume writer
 /// into volumes of [`MIN_VOLUME_SIZE`], as
 /// `src/archive/roundtrip_tests.rs::write_set` does, and keeps the manifest
 /// and the bytes of every volume.
-fn write_fixture(blobs: &[Vec<u8>]) -> Fixture {
+fn write_fixture(blobs: &[Blob], index: &[u8], images: Vec<Image>) -> Fixture {
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let volume_size = MIN_VOLUME_SIZE;
     let mut w = VolumeWriter::new(dir.path(), volume_size, 3).expect("opening the writer");
     let mut entries = vec![];
-    let mut add = |w: &mut VolumeWriter, kind: EntryKind, bytes: &[u8]| {
-        let digest = Digest::of(bytes);
-        let path = kind.path(&digest);
-        let p = w
-            .add_entry(&path, bytes.len() as u64, &mut &bytes[..])
-            .expect("writing an entry");
-        entries.push(Entry {
-            kind,
-            digest,
-            size: bytes.len() as u64,
-            media_type: None,
-            volume: p.volume,
-            frame_offset: p.frame_offset,
-            tar_offset: p.tar_offset,
-        });
-    };
-    add(&mut w, EntryKind::OciLayout, oci::OCI_LAYOUT_FILE);
-    for blob in blobs {
-        add(&mut w, EntryKind::Blob, blob);
+    let mut add =
+        |w: &mut VolumeWriter, kind: EntryKind, bytes: &[u8], media_type: Option<&str>| {
+            let digest = Digest::of(bytes);
+            let path = kind.path(&digest);
+            let p = w
+                .add_entry(&path, bytes.len() as u64, &mut &bytes[..])
+                .expect("writing an entry");
+            entries.push(Entry {
+                kind,
+                digest,
+                size: bytes.len() as u64,
+                media_type: media_type.map(str::to_owned),
+                volume: p.volume,
+                frame_offset: p.frame_offset,
+                tar_offset: p.tar_offset,
+            });
+        };
+    add(&mut w, EntryKind::OciLayout, oci::OCI_LAYOUT_FILE, None);
+    for (blob, media_type) in blobs {
+        add(&mut w, EntryKind::Blob, blob, *media_type);
     }
-    add(
-        &mut w,
-        EntryKind::Index,
-        br#"{"schemaVersion":2,"manifests":[]}"#,
-    );
+    add(&mut w, EntryKind::Index, index, None);
     let (volumes, tar_size) = w.finish().expect("finishing the volumes");
     let manifest = BundleManifest {
         format_version: 1,
@@ -177,7 +189,7 @@ fn write_fixture(blobs: &[Vec<u8>]) -> Fixture {
         tar_size,
         volumes,
         entries,
-        images: vec![],
+        images,
         base_bundle: None,
     };
     manifest
@@ -189,6 +201,9 @@ fn write_fixture(blobs: &[Vec<u8>]) -> Fixture {
     Fixture { manifest, volumes }
 }
 
+/// An empty layout index (the fixtures without images).
+const EMPTY_INDEX: &[u8] = br#"{"schemaVersion":2,"manifests":[]}"#;
+
 /// Fixture 0: one volume of about 1.3 KB holding a compressible blob (a
 /// config-like JSON) and an incompressible one of 700 bytes.
 fn single() -> &'static Fixture {
@@ -197,7 +212,7 @@ fn single() -> &'static Fixture {
         let text =
             br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
                 .repeat(8);
-        let f = write_fixture(&[text, noise(700)]);
+        let f = write_fixture(&[(text, None), (noise(700), None)], EMPTY_INDEX, vec![]);
         assert_eq!(f.volumes.len(), 1, "fixture 0 fits one volume");
         f
     })
@@ -209,7 +224,11 @@ fn single() -> &'static Fixture {
 fn spanning() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let f = write_fixture(&[b"small".to_vec(), noise(70_000)]);
+        let f = write_fixture(
+            &[(b"small".to_vec(), None), (noise(70_000), None)],
+            EMPTY_INDEX,
+            vec![],
+        );
         assert_eq!(f.volumes.len(), 2, "fixture 1 spans two volumes");
         f
     })
@@ -482,4 +501,354 @@ impl Sink for Audit {
         }
         Ok(())
     }
+}
+
+/// `parse_challenge` never panics on `WWW-Authenticate` values (one per
+/// line of the input); a Bearer challenge it picks has a realm, and no
+/// parameter it keeps is empty. `parse_token_response` never panics on the
+/// same bytes as a token service's body; a token it accepts is not empty
+/// and lives at least 60 s.
+pub fn www_authenticate(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Some(Challenge::Bearer(b)) = parse_challenge(text.lines()) {
+        assert!(!b.realm.is_empty(), "a Bearer challenge without a realm");
+        for p in [&b.service, &b.scope, &b.error].into_iter().flatten() {
+            assert!(!p.is_empty(), "an empty parameter kept: {b:?}");
+        }
+    }
+    if let Ok(token) = parse_token_response(data) {
+        assert!(!token.token.is_empty(), "an empty token accepted");
+        assert!(token.expires_in >= Duration::from_secs(60), "{token:?}");
+    }
+}
+
+/// `parse_link_header` never panics (UTF-8 input); links it accepts have a
+/// target without `>` and relation types that are lowercase, not empty and
+/// without spaces; an error points inside the value. `next_page`, given
+/// the lines as header values, resolves against a catalog URL without
+/// panicking.
+pub fn link_header(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match parse_link_header(text) {
+        Ok(links) => {
+            for link in links {
+                assert!(!link.target.contains('>'), "{link:?}");
+                for rel in &link.rels {
+                    assert!(
+                        !rel.is_empty()
+                            && !rel.bytes().any(|b| b.is_ascii_whitespace())
+                            && *rel == rel.to_ascii_lowercase(),
+                        "{link:?}"
+                    );
+                }
+            }
+        }
+        Err(e) => assert!(e.at <= text.len(), "{e:?} is past the end"),
+    }
+    let base =
+        reqwest::Url::parse("https://registry.example/v2/_catalog?n=100").expect("a valid URL");
+    let _ = next_page(&base, text.lines());
+}
+
+/// The secrets an auth.json holds (`auth`, `password`, `identitytoken`,
+/// `registrytoken` of every `auths` entry) of at least 16 characters: long
+/// enough that no fixed word of a message or a `Debug` output holds one.
+fn authfile_secrets(file: &[u8]) -> Vec<String> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(file) else {
+        return vec![];
+    };
+    let Some(auths) = value.get("auths").and_then(|a| a.as_object()) else {
+        return vec![];
+    };
+    auths
+        .values()
+        .flat_map(|entry| {
+            ["auth", "password", "identitytoken", "registrytoken"].map(|k| entry.get(k))
+        })
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .filter(|s| s.len() >= 16)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `lookup_authfile` never panics. Input: the host to look up (first line),
+/// then the file. A credential helper it names is a plain name (never a
+/// path of the file's choosing); the `Debug` output of credentials it finds
+/// never shows their secret; an error never quotes a secret of the file.
+pub fn auth_json(data: &[u8]) {
+    let (host, file) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &b""[..]),
+    };
+    let Ok(host) = std::str::from_utf8(host) else {
+        return;
+    };
+    match lookup_authfile(file, host) {
+        Ok(Lookup::Helper { helper, .. }) => assert!(
+            !helper.is_empty() && !helper.contains('/') && !helper.starts_with('.'),
+            "helper {helper:?} would be run as a path"
+        ),
+        Ok(Lookup::Found(creds)) => {
+            let (user, secret) = match &creds {
+                Credentials::Basic { username, password } => (username.as_str(), password.as_str()),
+                Credentials::IdentityToken { username, token } => {
+                    (username.as_str(), token.as_str())
+                }
+                Credentials::Bearer(token) => ("", token.as_str()),
+                Credentials::Anonymous => ("", ""),
+            };
+            let shown = format!("{creds:?}").replace(user, "");
+            assert!(
+                secret.len() < 16 || user.contains(secret) || !shown.contains(secret),
+                "Debug shows the secret: {shown}"
+            );
+        }
+        Ok(Lookup::Nothing) => {}
+        Err(AuthfileError::Invalid(reason)) => {
+            for secret in authfile_secrets(file) {
+                assert!(
+                    !reason.contains(&secret),
+                    "the error quotes a secret: {reason}"
+                );
+            }
+        }
+    }
+}
+
+/// Fixture 2: one image (config, layer, manifest) listed in index.json and
+/// bundle.json, so that verify's image and index checks have work to do.
+fn image() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+                .to_vec();
+        let layer = noise(600);
+        let (cd, ld) = (Digest::of(&config), Digest::of(&layer));
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{ld}","size":{}}}]}}"#,
+            oci::OCI_MANIFEST,
+            oci::OCI_CONFIG,
+            config.len(),
+            layer.len()
+        )
+        .into_bytes();
+        let md = Digest::of(&manifest);
+        let reference = "fuzz/app:1";
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{md}","size":{},"annotations":{{"{}":"{reference}"}}}}]}}"#,
+            oci::OCI_MANIFEST,
+            manifest.len(),
+            oci::REF_NAME
+        );
+        let images = vec![Image {
+            reference: reference.into(),
+            source: format!("fuzz/{reference}"),
+            digest: md,
+            media_type: oci::OCI_MANIFEST.into(),
+            size: manifest.len() as u64,
+            platforms: vec![],
+            platform_filtered: false,
+            blobs: vec![cd, ld, md],
+        }];
+        let size = manifest.len();
+        let f = write_fixture(
+            &[
+                (config, Some(oci::OCI_CONFIG)),
+                (layer, None),
+                (manifest, Some(oci::OCI_MANIFEST)),
+            ],
+            index.as_bytes(),
+            images,
+        );
+        assert!(size > 0 && f.volumes.len() == 1, "fixture 2 fits one volume");
+        f
+    })
+}
+
+/// The demo key pair (`keys/demo.key` is published, not secret), parsed once.
+fn demo_keys() -> &'static (SecretKey, PublicKey) {
+    static KEYS: OnceLock<(SecretKey, PublicKey)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let secret =
+            SecretKey::parse(include_str!("../keys/demo.key")).expect("the demo key parses");
+        let public = secret.public_key();
+        (secret, public)
+    })
+}
+
+/// At most this many volumes are read from a `signed_bundle` input.
+const MAX_SIGNED_VOLUMES: usize = 4;
+
+/// A `signed_bundle` input: `u16` LE length and bundle.json, then each
+/// volume as a `u16` LE length and its bytes (the last takes what is left
+/// when its length runs past the end).
+pub fn signed_bundle_input(bundle_json: &[u8], volumes: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = vec![];
+    for part in std::iter::once(bundle_json).chain(volumes.iter().map(Vec::as_slice)) {
+        let len = u16::try_from(part.len()).expect("seed parts are under 64 KiB");
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// Splits a [`signed_bundle_input`] into bundle.json and the volumes.
+fn split_signed_input(mut data: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
+    let mut parts = vec![];
+    while data.len() >= 2 && parts.len() <= MAX_SIGNED_VOLUMES {
+        let len = usize::from(u16::from_le_bytes([data[0], data[1]]));
+        let rest = &data[2..];
+        let (part, after) = rest.split_at(len.min(rest.len()));
+        parts.push(part);
+        data = after;
+    }
+    let (&json, volumes) = parts.split_first()?;
+    Some((json, volumes.to_vec()))
+}
+
+/// A change made to a fixture's bundle.json.
+type Edit = fn(&mut BundleManifest);
+
+/// The `signed_bundle` seeds: the one-volume fixtures as the writer makes
+/// them (they verify; the spanning one, 72 KB, is left to `volume_reader`),
+/// and the image fixture with bundle.json edited and signed again (they do
+/// not).
+pub fn signed_bundle_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut seeds = vec![];
+    for (name, f) in [("single", single()), ("image", image())] {
+        let json = f.manifest.to_canonical_bytes();
+        seeds.push((
+            format!("{name}-clean"),
+            signed_bundle_input(&json, &f.volumes),
+        ));
+    }
+    let f = image();
+    let edits: [(&str, Edit); 4] = [
+        ("image-size-lie", |m| m.images[0].size += 1),
+        ("image-layer-unlisted", |m| {
+            m.images[0].blobs.remove(1);
+        }),
+        ("media-type-index", |m| {
+            m.entries[3].media_type = Some(oci::OCI_INDEX.into())
+        }),
+        ("media-type-dropped", |m| m.entries[3].media_type = None),
+    ];
+    for (name, edit) in edits {
+        let mut m = f.manifest.clone();
+        edit(&mut m);
+        let json = m.to_canonical_bytes();
+        seeds.push((name.to_owned(), signed_bundle_input(&json, &f.volumes)));
+    }
+    seeds
+}
+
+/// Every path under `root` but the subtree `skip`, with its content (none for a directory).
+fn listing(root: &Path, skip: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = vec![];
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("listing a temp dir") {
+            let path = e.expect("listing a temp dir").path();
+            if path == skip {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path.clone());
+                out.push((path, None));
+            } else {
+                let bytes = std::fs::read(&path).expect("reading a temp file");
+                out.push((path, Some(bytes)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Verifies and extracts a bundle whose bundle.json is signed by a trusted
+/// key, whatever its bytes: the attack that reaches the deep checks.
+///
+/// Input: see [`signed_bundle_input`]; bundle.json is signed with the demo
+/// key, the volumes are written as `bundle.0000`…, and the demo public key
+/// is the one trusted.
+///
+/// Invariants: no panic, no hang; verify returns a report (never an
+/// error); when it says OK, bundle.json parses and every volume it lists is
+/// there with its recorded sha256; extract publishes index.json exactly
+/// when verify says OK, and changes nothing outside its layout directory.
+pub fn signed_bundle(data: &[u8]) {
+    signed_bundle_outcome(data);
+}
+
+/// [`signed_bundle`], returning whether verify said OK (`None` when the
+/// input holds no bundle.json).
+pub fn signed_bundle_outcome(data: &[u8]) -> Option<bool> {
+    let (json, volumes) = split_signed_input(data)?;
+    let (secret, public) = demo_keys();
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).expect("creating the bundle directory");
+    std::fs::write(bundle.join(manifest::FILE_NAME), json).expect("writing bundle.json");
+    let signature = secret.sign(json, "fuzz").expect("signing");
+    std::fs::write(
+        bundle.join(manifest::SIGNATURE_FILE_NAME),
+        signature.to_file_text(),
+    )
+    .expect("writing the signature");
+    for (i, v) in volumes.iter().enumerate() {
+        std::fs::write(bundle.join(volume_name(i)), v).expect("writing a volume");
+    }
+    let layout = dir.path().join("layout");
+    let before = listing(dir.path(), &layout);
+
+    let trust = Trust::key(public.clone());
+    let dirs = [bundle];
+    let report = verify::verify(&dirs, &trust, false, &mut |_, _| {})
+        .unwrap_or_else(|e| panic!("verify failed instead of reporting: {e:#}"));
+    let ok = report.ok();
+    if ok {
+        let m = BundleManifest::parse(json).expect("verify accepted an unparseable bundle.json");
+        for (i, v) in m.volumes.iter().enumerate() {
+            assert_eq!(
+                Some(v.sha256),
+                volumes.get(i).map(|bytes| Digest::of(bytes)),
+                "verify accepted {} with other bytes",
+                v.name
+            );
+        }
+    }
+    match bundle::extract::extract(&dirs, &trust, &layout, &mut |_, _| {}) {
+        Ok(r) => {
+            assert_eq!(r.verify.ok(), ok, "extract and verify disagree");
+            assert_eq!(
+                r.published, ok,
+                "published {} for a bundle verify judged {ok}",
+                r.published
+            );
+        }
+        Err(e) => assert!(!ok, "extract failed on a bundle verify accepted: {e:#}"),
+    }
+    assert_eq!(
+        layout.join("index.json").exists(),
+        ok,
+        "index.json published wrongly"
+    );
+    assert_eq!(
+        listing(dir.path(), &layout),
+        before,
+        "something outside the layout changed"
+    );
+    let names: BTreeSet<_> = std::fs::read_dir(dir.path())
+        .expect("listing the temp dir")
+        .map(|e| e.expect("listing the temp dir").file_name())
+        .collect();
+    assert!(
+        names.len() <= 2,
+        "extract wrote beside the layout: {names:?}"
+    );
+    Some(ok)
 }

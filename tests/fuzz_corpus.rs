@@ -86,8 +86,39 @@ fn minisign_signature_corpus() {
     replay("minisign_signature", checks::minisign_signature);
 }
 
+#[test]
+fn www_authenticate_corpus() {
+    replay("www_authenticate", checks::www_authenticate);
+}
+
+#[test]
+fn link_header_corpus() {
+    replay("link_header", checks::link_header);
+}
+
+#[test]
+fn auth_json_corpus() {
+    replay("auth_json", checks::auth_json);
+}
+
+#[test]
+fn signed_bundle_corpus() {
+    replay("signed_bundle", checks::signed_bundle);
+}
+
+/// The `signed_bundle` seeds as the current writer makes them: the `clean`
+/// ones verify and extract, the edited ones are refused (so the target
+/// reaches the deep checks and is not refused at the signature).
+#[test]
+fn signed_bundle_fixture_seeds() {
+    for (name, data) in checks::signed_bundle_seeds() {
+        let ok = checks::signed_bundle_outcome(&data).expect("seeds hold a bundle.json");
+        assert_eq!(ok, name.ends_with("-clean"), "{name}");
+    }
+}
+
 /// The replay tests above, `checks::TARGETS`, the target files and the corpus
-/// directories name the same five targets.
+/// directories name the same targets.
 #[test]
 fn targets_and_corpora_match() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");

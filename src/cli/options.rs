@@ -54,8 +54,10 @@ impl RegistryArgs {
         } else if let Some(token) = &self.token {
             Credentials::Bearer(token.trim().to_owned())
         } else if let Some(path) = &self.token_file {
-            let token = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the token file {}", path.display()))?;
+            let token = zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the token file {}", path.display()))?,
+            );
             Credentials::Bearer(token.trim().to_owned())
         } else {
             let authfile = self.authfile.clone().or_else(registry::default_authfile);
@@ -77,7 +79,7 @@ impl RegistryArgs {
 
 /// The first line of standard input, without its line ending.
 fn read_password_line() -> anyhow::Result<String> {
-    let mut line = String::new();
+    let mut line = zeroize::Zeroizing::new(String::new());
     std::io::stdin()
         .read_line(&mut line)
         .context("reading the password from standard input")?;

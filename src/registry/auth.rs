@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::Deserialize;
+use zeroize::Zeroize as _;
 
 use super::RegistryError;
 
@@ -35,6 +36,21 @@ pub enum Credentials {
         /// The refresh token.
         token: String,
     },
+}
+
+/// The secret is wiped from memory when the credentials are dropped (each
+/// clone wipes its own copy). Copies made on the way to the wire (the
+/// base64 of a Basic header, reqwest's header buffers) are not.
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        match self {
+            Credentials::Anonymous => {}
+            Credentials::Basic { password, .. } => password.zeroize(),
+            Credentials::Bearer(token) | Credentials::IdentityToken { token, .. } => {
+                token.zeroize()
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -72,10 +88,12 @@ pub fn credentials_from_authfile(
     path: &Path,
     host: &str,
 ) -> Result<Option<Credentials>, RegistryError> {
-    let bytes = std::fs::read(path).map_err(|source| RegistryError::ReadAuthfile {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| {
+        RegistryError::ReadAuthfile {
+            path: path.to_owned(),
+            source,
+        }
+    })?);
     let found = lookup_authfile(&bytes, host).map_err(|e| match e {
         AuthfileError::Invalid(reason) => RegistryError::InvalidAuthfile {
             path: path.to_owned(),
@@ -216,14 +234,14 @@ fn default_authfile_with(
 
 /// Why [`lookup_authfile`] failed.
 #[derive(Debug, PartialEq, Eq)]
-enum AuthfileError {
+pub enum AuthfileError {
     /// Not valid auth.json (the reason never holds a secret).
     Invalid(String),
 }
 
 /// What auth.json says about a host.
 #[derive(Debug, PartialEq, Eq)]
-enum Lookup {
+pub enum Lookup {
     /// Credentials written in the file.
     Found(Credentials),
     /// Kept by credential helper `docker-credential-<helper>`, asked for `server`.
@@ -261,10 +279,20 @@ struct AuthEntry {
     registrytoken: Option<String>,
 }
 
+/// The file's secrets are wiped when the parsed file is dropped.
+impl Drop for AuthEntry {
+    fn drop(&mut self) {
+        self.auth.zeroize();
+        self.password.zeroize();
+        self.identitytoken.zeroize();
+        self.registrytoken.zeroize();
+    }
+}
+
 /// Finds the credentials for `host[/path]` in auth.json bytes, in the order
 /// docker and podman use: a `credHelpers` entry for the registry, then the
 /// most specific `auths` entry holding credentials, then `credsStore`.
-fn lookup_authfile(bytes: &[u8], host: &str) -> Result<Lookup, AuthfileError> {
+pub fn lookup_authfile(bytes: &[u8], host: &str) -> Result<Lookup, AuthfileError> {
     let file: AuthFile = serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's message may quote a value from the file: keep only where.
         AuthfileError::Invalid(format!(
@@ -281,16 +309,29 @@ fn lookup_authfile(bytes: &[u8], host: &str) -> Result<Lookup, AuthfileError> {
     } else {
         registry.to_owned()
     };
-    let helper_for = |name: &str| Lookup::Helper {
-        helper: name.to_owned(),
-        server: server.clone(),
+    let helper_for = |name: &str| {
+        // The name becomes part of a program name searched in PATH: a `/`
+        // would make it a path of the file's choosing.
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !plain || name.starts_with('.') {
+            return Err(AuthfileError::Invalid(format!(
+                "credential helper name {name:?} is not a plain name \
+                 (docker-credential-<name> is run from PATH)"
+            )));
+        }
+        Ok(Lookup::Helper {
+            helper: name.to_owned(),
+            server: server.clone(),
+        })
     };
     let named = file
         .cred_helpers
         .iter()
         .find(|(k, _)| normalize_key(k, true) == registry);
     if let Some((_, helper)) = named {
-        return Ok(helper_for(helper));
+        return helper_for(helper);
     }
     // Most specific first: host/a/b, host/a, host.
     let mut candidate = wanted.as_str();
@@ -310,12 +351,10 @@ fn lookup_authfile(bytes: &[u8], host: &str) -> Result<Lookup, AuthfileError> {
             None => break,
         }
     }
-    Ok(
-        match file.creds_store.as_deref().filter(|s| !s.is_empty()) {
-            Some(store) => helper_for(store),
-            None => Lookup::Nothing,
-        },
-    )
+    match file.creds_store.as_deref().filter(|s| !s.is_empty()) {
+        Some(store) => helper_for(store),
+        None => Ok(Lookup::Nothing),
+    }
 }
 
 /// Credentials held by one entry; `None` if it holds none.
@@ -361,7 +400,7 @@ fn decode_auth(auth: &str) -> Option<(String, String)> {
         .decode(auth.trim())
         .or_else(|_| lenient.decode(auth.trim().trim_end_matches('=')))
         .ok()?;
-    let text = String::from_utf8(raw).ok()?;
+    let text = zeroize::Zeroizing::new(String::from_utf8(raw).ok()?);
     let (u, p) = text.split_once(':')?;
     Some((u.to_owned(), p.to_owned()))
 }
@@ -525,6 +564,23 @@ mod tests {
         );
         let no_store = br#"{"auths":{"quay.io":{}},"credHelpers":{"gcr.io":"gcloud"}}"#;
         assert_eq!(lookup_authfile(no_store, "quay.io"), Ok(Lookup::Nothing));
+    }
+
+    #[test]
+    fn a_helper_name_that_is_not_a_plain_name_is_refused() {
+        for name in ["../../tmp/evil", "x/y", "/bin/sh", ".hidden", "a b"] {
+            for file in [
+                format!(r#"{{"credHelpers":{{"r.example":{name:?}}}}}"#),
+                format!(r#"{{"credsStore":{name:?}}}"#),
+            ] {
+                let Err(AuthfileError::Invalid(reason)) =
+                    lookup_authfile(file.as_bytes(), "r.example")
+                else {
+                    panic!("{file} was accepted");
+                };
+                assert!(reason.contains("not a plain name"), "{reason}");
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 /// What a `401` asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Challenge {
+pub enum Challenge {
     /// `Basic realm=…`: send the user and password.
     Basic,
     /// `Bearer realm=…`: get a token from the realm.
@@ -16,7 +16,7 @@ pub(crate) enum Challenge {
 
 /// The parameters of a `Bearer` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BearerChallenge {
+pub struct BearerChallenge {
     /// Token service URL.
     pub realm: String,
     /// `service` parameter to pass back.
@@ -30,7 +30,7 @@ pub(crate) struct BearerChallenge {
 /// Picks the challenge bundle can answer from `WWW-Authenticate` values:
 /// `Bearer` (with a realm) first, then `Basic`. `None` if there is neither or
 /// nothing parses.
-pub(crate) fn parse_challenge<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Challenge> {
+pub fn parse_challenge<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Challenge> {
     let mut basic = false;
     for value in values {
         let Ok(challenges) = http_auth::parse_challenges(value) else {
@@ -64,7 +64,7 @@ pub(crate) fn parse_challenge<'a>(values: impl IntoIterator<Item = &'a str>) -> 
 
 /// A token service's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Token {
+pub struct Token {
     /// The bearer token.
     pub token: String,
     /// How long it is valid (at least 60 s, the spec's default).
@@ -72,7 +72,7 @@ pub(crate) struct Token {
 }
 
 /// Reads a token response: `token` or `access_token`, and `expires_in`.
-pub(crate) fn parse_token_response(body: &[u8]) -> Result<Token, String> {
+pub fn parse_token_response(body: &[u8]) -> Result<Token, String> {
     #[derive(Deserialize)]
     struct Raw {
         #[serde(default)]

@@ -8,7 +8,7 @@ use reqwest::Url;
 
 /// One link-value: a target and its `rel` relation types.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Link {
+pub struct Link {
     /// The URI reference between `<` and `>`, unresolved.
     pub target: String,
     /// Relation types from `rel`, lowercased (a `rel` may list several).
@@ -17,7 +17,7 @@ pub(crate) struct Link {
 
 /// Why a `Link` header could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LinkParseError {
+pub struct LinkParseError {
     /// Byte offset where parsing stopped.
     pub at: usize,
     /// What was expected there.
@@ -25,7 +25,7 @@ pub(crate) struct LinkParseError {
 }
 
 /// Parses one `Link` header value (which may hold several comma-separated links).
-pub(crate) fn parse_link_header(value: &str) -> Result<Vec<Link>, LinkParseError> {
+pub fn parse_link_header(value: &str) -> Result<Vec<Link>, LinkParseError> {
     let mut p = Cursor { s: value, i: 0 };
     let mut links = Vec::new();
     loop {
@@ -75,7 +75,7 @@ pub(crate) fn parse_link_header(value: &str) -> Result<Vec<Link>, LinkParseError
 
 /// Finds the `rel="next"` target among all `Link` header values and resolves it
 /// against `request_url`. `Ok(None)` when there is no next page.
-pub(crate) fn next_page<'a>(
+pub fn next_page<'a>(
     request_url: &Url,
     values: impl IntoIterator<Item = &'a str>,
 ) -> Result<Option<Url>, LinkParseError> {

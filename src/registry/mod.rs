@@ -34,6 +34,17 @@ mod reference;
 mod session;
 mod upload;
 
+/// The registry's parsers of untrusted text, for the fuzz targets
+/// (`fuzz/checks.rs`). Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::auth::{AuthfileError, Lookup, lookup_authfile};
+    pub use super::challenge::{
+        BearerChallenge, Challenge, Token, parse_challenge, parse_token_response,
+    };
+    pub use super::link::{Link, LinkParseError, next_page, parse_link_header};
+}
+
 #[cfg(test)]
 mod tests_auth;
 #[cfg(test)]

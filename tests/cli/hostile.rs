@@ -256,8 +256,19 @@ impl Forge {
     /// [`Forge::write`] without reading the stream back (for a stream a tar
     /// implementation cannot list).
     fn write_raw(&self, case: &Case, entries: &[RawEntry]) {
+        let (m, volume) = self.build(&self.manifest, entries);
+        m.check()
+            .expect("the forged bundle.json passes bundle.json's own checks");
+        self.publish(case, &m, &volume);
+    }
+
+    /// The volume holding `entries`, each its own frame, and bundle.json
+    /// (`template` with entries, sizes and the volume's hash replaced)
+    /// recording them truthfully. Not checked: a case may need a
+    /// bundle.json that its own checks refuse.
+    fn build(&self, template: &BundleManifest, entries: &[RawEntry]) -> (BundleManifest, Vec<u8>) {
         let level = self.manifest.compression.level;
-        let mut m = self.manifest.clone();
+        let mut m = template.clone();
         let mut volume = Vec::new();
         let mut tar_pos = 0u64;
         m.entries.clear();
@@ -284,10 +295,13 @@ impl Forge {
         v.sha256 = Digest::of(&volume);
         v.tar_offset = 0;
         v.tar_size = tar_pos;
-        m.check()
-            .expect("the forged bundle.json passes bundle.json's own checks");
+        (m, volume)
+    }
+
+    /// Writes `volume`, SHA256SUMS and the signed bundle.json `m` into `case.bundle`.
+    fn publish(&self, case: &Case, m: &BundleManifest, volume: &[u8]) {
         fs::create_dir_all(&case.bundle).unwrap();
-        fs::write(case.bundle.join(manifest::volume_name(0)), &volume).unwrap();
+        fs::write(case.bundle.join(manifest::volume_name(0)), volume).unwrap();
         fs::write(
             case.bundle.join(manifest::SUMS_FILE_NAME),
             manifest::sha256sums(&m.volumes),
@@ -337,12 +351,17 @@ impl Forge {
 
     /// `bundle extract BUNDLE --to LAYOUT` run from the case's working directory.
     fn extract(&self, case: &Case, bundle: &Path) -> Output {
+        self.extract_to(case, bundle, &case.layout)
+    }
+
+    /// `bundle extract BUNDLE --to LAYOUT` run from the case's working directory.
+    fn extract_to(&self, case: &Case, bundle: &Path, layout: &Path) -> Output {
         bundle_cmd()
             .current_dir(&case.cwd)
             .arg("extract")
             .arg(bundle)
             .arg("--to")
-            .arg(&case.layout)
+            .arg(layout)
             .arg("--pubkey")
             .arg(&self.keys.public)
             .output()
@@ -373,7 +392,39 @@ impl Forge {
             "extract changed something outside LAYOUT"
         );
         assert_eq!(fs::read(&case.precious).unwrap(), PRECIOUS);
+        self.expect_refused_size_kept(case);
         verified_blobs_only(&case.layout)
+    }
+
+    /// The case's hostile volume under the genuine signed bundle.json, cut
+    /// or padded to the genuine volume's size (the attack without the
+    /// signing key): refused by the volume's sha256, which a size check
+    /// alone would miss; extract publishes nothing. Nothing to do for a
+    /// case whose attack is in bundle.json alone.
+    fn expect_refused_size_kept(&self, case: &Case) {
+        let name = manifest::volume_name(0);
+        let mut volume = fs::read(case.bundle.join(&name)).unwrap();
+        if volume == fs::read(self.good.join(&name)).unwrap() {
+            return;
+        }
+        let kept = case.dir.with_file_name(format!(
+            "{}-size-kept",
+            case.dir.file_name().unwrap().to_string_lossy()
+        ));
+        let bundle = kept.join("bundle");
+        copy_dir_all(&self.good, &bundle);
+        volume.resize(self.manifest.volumes[0].size as usize, 0);
+        fs::write(bundle.join(&name), volume).unwrap();
+        let out = self.verify(case, &bundle);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "size kept, verify:\n{t}");
+        assert!(t.contains(&name) && t.contains("volume sha256 is"), "{t}");
+        let layout = kept.join("layout");
+        let out = self.extract_to(case, &bundle, &layout);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "size kept, extract:\n{t}");
+        assert!(t.contains("nothing published"), "{t}");
+        verified_blobs_only(&layout);
     }
 }
 
