@@ -29,6 +29,8 @@ use bundle::sign::{SecretKey, Signature};
 use crate::common::*;
 use crate::support::*;
 
+mod graph;
+
 /// The image the genuine bundle holds.
 const IMAGE: &str = "app/one:1";
 /// What the file outside every layout holds; it must never change.
