@@ -857,6 +857,31 @@ fn layout_parts_that_are_links_are_refused() {
     }
 }
 
+#[test]
+fn a_layout_whose_parent_is_a_link_is_refused() {
+    // A link planted above LAYOUT would carry the whole layout elsewhere:
+    // the parent, or any directory above it in the path given.
+    let fx = forge();
+    for (name, below) in [("parent-link", ""), ("grandparent-link", "sub")] {
+        let case = fx.case(name);
+        fs::create_dir_all(case.outside.join(below)).unwrap();
+        let link = case.dir.join("via");
+        symlink(&case.outside, &link).unwrap();
+        let layout = link.join(below).join("layout");
+        let before = snapshot(&case.dir, &case.layout);
+        let out = fx.extract_to(&case, &fx.good, &layout);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {t}");
+        assert!(
+            t.contains(&format!("{} is a symbolic link", link.display())),
+            "{name}: {t}"
+        );
+        assert!(t.contains("give the real path"), "{name}: {t}");
+        assert_eq!(snapshot(&case.dir, &case.layout), before, "{name}");
+        assert!(!case.outside.join(below).join("layout").exists(), "{name}");
+    }
+}
+
 /// `extract` publishes oci-layout and index.json through temporary names
 /// (`LAYOUT/.NAME.tmp`) renamed into place; a link planted at such a name is
 /// removed, never written through (this once overwrote the link's target).
