@@ -1004,6 +1004,11 @@ fn signed_bundle_json_oddities_are_refused_naming_them() {
             "volume 0 is named",
         ),
         (
+            "volume-dotdot",
+            Box::new(|m| m["volumes"][0]["name"] = "../images.tar.zst.000".into()),
+            "volume 0 is named",
+        ),
+        (
             "negative-size",
             Box::new(|m| m["entries"][1]["size"] = (-1).into()),
             "invalid value",
