@@ -141,7 +141,11 @@ fn check_conflicts(layout: &Path, m: &BundleManifest) -> anyhow::Result<()> {
 /// either: one planted there would carry the layout somewhere else, so the
 /// real path must be given instead.
 fn prepare_layout(layout: &Path) -> anyhow::Result<PathBuf> {
-    for above in layout.ancestors().skip(1).filter(|p| !p.as_os_str().is_empty()) {
+    for above in layout
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         if fs::symlink_metadata(above).is_ok_and(|m| m.file_type().is_symlink()) {
             let real = fs::canonicalize(above)
                 .map(|r| r.join(layout.strip_prefix(above).unwrap_or(layout)))

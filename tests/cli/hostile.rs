@@ -970,6 +970,35 @@ fn a_skippable_frame_hiding_data_is_refused() {
     fx.expect_refused(&case, &[&manifest::volume_name(0), "skippable"]);
 }
 
+/// A zstd frame of 100 GB of zeros (RLE blocks of 128 KiB: 3 MB on disk, no
+/// content size in its header) between two entries, accounted for by the
+/// signed bundle.json: the reader stops at the first byte past the entry
+/// boundary bundle.json declares, so the run ends at once instead of
+/// decompressing 100 GB.
+#[test]
+fn a_frame_decompressing_to_100_gb_is_cut_off_at_the_declared_end() {
+    let fx = forge();
+    let case = fx.case("bomb-frame");
+    const BLOCK_SIZE: u64 = 128 << 10;
+    let blocks = 100_000_000_000 / BLOCK_SIZE;
+    // Magic, a descriptor with no content size and no checksum, a 128 KiB window.
+    let mut frame = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, 7 << 3];
+    for i in 0..blocks {
+        let last = u32::from(i + 1 == blocks);
+        // Block header (little-endian, 3 bytes): last flag, type 1 (RLE), size.
+        let block_header = last | 1 << 1 | (BLOCK_SIZE as u32) << 3;
+        frame.extend_from_slice(&block_header.to_le_bytes()[..3]);
+        frame.push(0);
+    }
+    let mut entries = fx.entries.clone();
+    entries[0].after = frame;
+    fx.write_raw(&case, &entries);
+    fx.expect_refused(
+        &case,
+        &[&manifest::volume_name(0), "volume decompresses past"],
+    );
+}
+
 /// Signed bundle.json files that are not what `bundle create` writes, each
 /// refused with a message naming what is wrong, before any volume is read:
 /// another format version, another digest algorithm, a volume named with a
