@@ -13,7 +13,7 @@
 
 use std::fs;
 
-use bundle::archive::{BLOCK, entry_len};
+use bundle::archive::BLOCK;
 use bundle::digest::Digest;
 use bundle::manifest::{BundleManifest, EntryKind};
 use bundle::oci;
@@ -23,20 +23,19 @@ use super::{BAD_HEADER, Case, Forge, IMAGE, RawEntry, forge, header};
 use crate::common::*;
 use crate::support::*;
 
+/// A tar entry of `kind` holding `value` as JSON, recorded with `media_type`.
+fn json_entry(kind: EntryKind, value: &Value, media_type: Option<&str>) -> RawEntry {
+    let body = serde_json::to_vec(value).unwrap();
+    let path = kind.path(&Digest::of(&body));
+    let mut raw = RawEntry::blob(header(&path, b'0', "", body.len() as u64), &body);
+    raw.kind = kind;
+    raw.media_type = media_type.map(str::to_owned);
+    raw
+}
+
 /// A JSON blob (a manifest or an index) recorded with `media_type`.
 fn json_blob(value: &Value, media_type: &str) -> RawEntry {
-    let body = serde_json::to_vec(value).unwrap();
-    let mut raw = RawEntry::blob(
-        header(
-            &Digest::of(&body).layout_path(),
-            b'0',
-            "",
-            body.len() as u64,
-        ),
-        &body,
-    );
-    raw.media_type = Some(media_type.to_owned());
-    raw
+    json_entry(EntryKind::Blob, value, Some(media_type))
 }
 
 /// A descriptor of `raw` as `media_type`.
@@ -80,16 +79,7 @@ impl Forge {
         d["digest"] = json!(top.digest.to_string());
         d["size"] = json!(top.size);
         d["mediaType"] = json!(top_type);
-        let mut new_index = json_blob(&index, top_type);
-        new_index.kind = EntryKind::Index;
-        new_index.media_type = None;
-        let body = serde_json::to_vec(&index).unwrap();
-        new_index.tar = header("index.json", b'0', "", body.len() as u64).to_vec();
-        new_index.tar.extend_from_slice(&body);
-        new_index
-            .tar
-            .resize(entry_len(body.len() as u64) as usize, 0);
-        entries[index_at] = new_index;
+        entries[index_at] = json_entry(EntryKind::Index, &index, None);
 
         let mut template = self.manifest.clone();
         let img = &mut template.images[0];
