@@ -258,7 +258,13 @@ impl Forge {
     /// [`Forge::write`] without reading the stream back (for a stream a tar
     /// implementation cannot list).
     fn write_raw(&self, case: &Case, entries: &[RawEntry]) {
-        let (m, volume) = self.build(&self.manifest, entries);
+        self.write_with(case, &self.manifest, entries);
+    }
+
+    /// [`Forge::write_raw`] with bundle.json made from `template` (whose
+    /// images a case may have changed).
+    fn write_with(&self, case: &Case, template: &BundleManifest, entries: &[RawEntry]) {
+        let (m, volume) = self.build(template, entries);
         m.check()
             .expect("the forged bundle.json passes bundle.json's own checks");
         self.publish(case, &m, &volume);

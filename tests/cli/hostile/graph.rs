@@ -19,7 +19,7 @@ use bundle::manifest::{BundleManifest, EntryKind};
 use bundle::oci;
 use serde_json::{Value, json};
 
-use super::{BAD_HEADER, Case, Forge, IMAGE, RawEntry, forge, header};
+use super::{BAD_HEADER, Forge, IMAGE, RawEntry, forge, header};
 use crate::common::*;
 use crate::support::*;
 
@@ -90,14 +90,6 @@ impl Forge {
         img.blobs.extend(blobs.iter().map(|b| b.digest));
         (entries, template)
     }
-
-    /// Writes a forged bundle from [`Forge::with_top`]'s pieces into the case.
-    fn write_graph(&self, case: &Case, entries: &[RawEntry], template: &BundleManifest) {
-        let (m, volume) = self.build(template, entries);
-        m.check()
-            .expect("the forged bundle.json passes bundle.json's own checks");
-        self.publish(case, &m, &volume);
-    }
 }
 
 #[test]
@@ -108,7 +100,7 @@ fn a_rebuilt_graph_verifies_when_nothing_in_it_lies() {
     let manifest = json_blob(&fx.image_manifest(), oci::OCI_MANIFEST);
     let case = fx.case("rebuilt");
     let (entries, template) = fx.with_top(vec![manifest.clone()], oci::OCI_MANIFEST);
-    fx.write_graph(&case, &entries, &template);
+    fx.write_with(&case, &template, &entries);
     let out = fx.verify(&case, &case.bundle);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
@@ -119,7 +111,7 @@ fn a_rebuilt_graph_verifies_when_nothing_in_it_lies() {
         oci::OCI_INDEX,
     );
     let (entries, template) = fx.with_top(vec![manifest, index], oci::OCI_INDEX);
-    fx.write_graph(&case, &entries, &template);
+    fx.write_with(&case, &template, &entries);
     let out = fx.verify(&case, &case.bundle);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = fx.extract(&case, &case.bundle);
@@ -136,7 +128,7 @@ fn a_manifest_naming_a_blob_the_bundle_lacks_is_refused() {
     m["layers"][0]["digest"] = json!(absent.to_string());
     let (entries, template) =
         fx.with_top(vec![json_blob(&m, oci::OCI_MANIFEST)], oci::OCI_MANIFEST);
-    fx.write_graph(&case, &entries, &template);
+    fx.write_with(&case, &template, &entries);
     fx.expect_refused(
         &case,
         &[&format!(
@@ -154,7 +146,7 @@ fn a_descriptor_whose_size_lies_is_refused() {
     m["layers"][0]["size"] = json!(10);
     let (entries, template) =
         fx.with_top(vec![json_blob(&m, oci::OCI_MANIFEST)], oci::OCI_MANIFEST);
-    fx.write_graph(&case, &entries, &template);
+    fx.write_with(&case, &template, &entries);
     fx.expect_refused(
         &case,
         &[&format!(
@@ -173,7 +165,7 @@ fn a_manifest_claiming_to_be_an_index_is_refused() {
     m["mediaType"] = json!(oci::OCI_INDEX);
     let (entries, template) =
         fx.with_top(vec![json_blob(&m, oci::OCI_MANIFEST)], oci::OCI_MANIFEST);
-    fx.write_graph(&case, &entries, &template);
+    fx.write_with(&case, &template, &entries);
     fx.expect_refused(
         &case,
         &[&format!(
@@ -188,7 +180,7 @@ fn a_manifest_claiming_to_be_an_index_is_refused() {
     let mut m = fx.image_manifest();
     m.as_object_mut().unwrap().remove("mediaType");
     let (entries, template) = fx.with_top(vec![json_blob(&m, oci::OCI_INDEX)], oci::OCI_INDEX);
-    fx.write_graph(&case, &entries, &template);
+    fx.write_with(&case, &template, &entries);
     fx.expect_refused(&case, &["an index with config or layers"]);
 }
 
@@ -208,7 +200,7 @@ fn indexes_nested_without_end_are_refused() {
         chain.push(json_blob(&index, oci::OCI_INDEX));
     }
     let (entries, template) = fx.with_top(chain, oci::OCI_INDEX);
-    fx.write_graph(&case, &entries, &template);
+    fx.write_with(&case, &template, &entries);
     fx.expect_refused(&case, &["manifests nested too deep"]);
 }
 
@@ -224,7 +216,7 @@ fn a_child_written_after_its_parent_is_refused() {
     let layer = entries.remove(at(&entries, fx.layer));
     let parent = at(&entries, manifest.digest);
     entries.insert(parent + 1, layer);
-    fx.write_graph(&case, &entries, &template);
+    fx.write_with(&case, &template, &entries);
     fx.expect_refused(
         &case,
         &[&format!(
@@ -311,7 +303,7 @@ fn push_of_a_lying_graph_creates_no_tag() {
     m["layers"][0]["digest"] = json!(Digest::of(b"absent").to_string());
     let (entries, template) =
         fx.with_top(vec![json_blob(&m, oci::OCI_MANIFEST)], oci::OCI_MANIFEST);
-    fx.write_graph(&case, &entries, &template);
+    fx.write_with(&case, &template, &entries);
 
     let target = TestRegistry::start();
     let out = bundle_cmd()
