@@ -19,7 +19,7 @@ use bundle::manifest::{BundleManifest, EntryKind};
 use bundle::oci;
 use serde_json::{Value, json};
 
-use super::{BAD_HEADER, Forge, IMAGE, RawEntry, forge, header};
+use super::{BAD_HEADER, Case, Forge, IMAGE, RawEntry, forge, header};
 use crate::common::*;
 use crate::support::*;
 
@@ -90,6 +90,13 @@ impl Forge {
         img.blobs.extend(blobs.iter().map(|b| b.digest));
         (entries, template)
     }
+
+    /// Writes the genuine bundle with its image manifest replaced by
+    /// `manifest`, recorded (in index.json and bundle.json too) as `media_type`.
+    fn write_image(&self, case: &Case, manifest: &Value, media_type: &str) {
+        let (entries, template) = self.with_top(vec![json_blob(manifest, media_type)], media_type);
+        self.write_with(case, &template, &entries);
+    }
 }
 
 #[test]
@@ -126,9 +133,7 @@ fn a_manifest_naming_a_blob_the_bundle_lacks_is_refused() {
     let absent = Digest::of(b"a layer that is not in the bundle");
     let mut m = fx.image_manifest();
     m["layers"][0]["digest"] = json!(absent.to_string());
-    let (entries, template) =
-        fx.with_top(vec![json_blob(&m, oci::OCI_MANIFEST)], oci::OCI_MANIFEST);
-    fx.write_with(&case, &template, &entries);
+    fx.write_image(&case, &m, oci::OCI_MANIFEST);
     fx.expect_refused(
         &case,
         &[&format!(
@@ -144,9 +149,7 @@ fn a_descriptor_whose_size_lies_is_refused() {
     let mut m = fx.image_manifest();
     let real = m["layers"][0]["size"].as_u64().unwrap();
     m["layers"][0]["size"] = json!(10);
-    let (entries, template) =
-        fx.with_top(vec![json_blob(&m, oci::OCI_MANIFEST)], oci::OCI_MANIFEST);
-    fx.write_with(&case, &template, &entries);
+    fx.write_image(&case, &m, oci::OCI_MANIFEST);
     fx.expect_refused(
         &case,
         &[&format!(
@@ -163,9 +166,7 @@ fn a_manifest_claiming_to_be_an_index_is_refused() {
     let case = fx.case("claims-index");
     let mut m = fx.image_manifest();
     m["mediaType"] = json!(oci::OCI_INDEX);
-    let (entries, template) =
-        fx.with_top(vec![json_blob(&m, oci::OCI_MANIFEST)], oci::OCI_MANIFEST);
-    fx.write_with(&case, &template, &entries);
+    fx.write_image(&case, &m, oci::OCI_MANIFEST);
     fx.expect_refused(
         &case,
         &[&format!(
@@ -179,8 +180,7 @@ fn a_manifest_claiming_to_be_an_index_is_refused() {
     let case = fx.case("referenced-as-index");
     let mut m = fx.image_manifest();
     m.as_object_mut().unwrap().remove("mediaType");
-    let (entries, template) = fx.with_top(vec![json_blob(&m, oci::OCI_INDEX)], oci::OCI_INDEX);
-    fx.write_with(&case, &template, &entries);
+    fx.write_image(&case, &m, oci::OCI_INDEX);
     fx.expect_refused(&case, &["an index with config or layers"]);
 }
 
@@ -301,9 +301,7 @@ fn push_of_a_lying_graph_creates_no_tag() {
     let case = fx.case("push-missing-blob");
     let mut m = fx.image_manifest();
     m["layers"][0]["digest"] = json!(Digest::of(b"absent").to_string());
-    let (entries, template) =
-        fx.with_top(vec![json_blob(&m, oci::OCI_MANIFEST)], oci::OCI_MANIFEST);
-    fx.write_with(&case, &template, &entries);
+    fx.write_image(&case, &m, oci::OCI_MANIFEST);
 
     let target = TestRegistry::start();
     let out = bundle_cmd()
