@@ -77,9 +77,9 @@ need gzip gzip
 need /usr/bin/docker-registry docker-registry
 need /usr/bin/time time
 check_needs
-case "$REPOS" in ''|*[!0-9]*|0) die "--repos takes a positive whole number" ;; esac
+positive --repos "$REPOS"
 [ "$REPOS" -le 10000 ] || die "--repos: at most 10000"
-case "$REPEAT" in ''|*[!0-9]*|0) die "--repeat takes a positive whole number" ;; esac
+positive --repeat "$REPEAT"
 TAGS=$((REPOS * 3))
 
 STORE_DIR="$CACHE/enum-$REPOS"

@@ -15,6 +15,9 @@
 
 log() { printf '[%s %s] %s\n' "$BENCH_LOG_TAG" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; exit 1; }
+positive() { # positive OPTION VALUE: dies unless VALUE is a whole number > 0
+    case "$2" in ''|*[!0-9]*|0) die "$1 takes a positive whole number" ;; esac
+}
 
 # ------------------------------------------------------------------ tools
 

@@ -103,7 +103,7 @@ need dd coreutils
 need /usr/bin/docker-registry docker-registry
 need /usr/bin/time time
 check_needs
-case "$REPEAT" in ''|*[!0-9]*|0) die "--repeat takes a positive whole number" ;; esac
+positive --repeat "$REPEAT"
 [ "$BUILD" = 0 ] || command -v cargo >/dev/null 2>&1 || die "cargo not found (or pass --no-build)"
 
 SCALE=$(python3 -c 'import sys; s=float(sys.argv[1]); assert s>0; print(f"{s:g}")' "$SCALE") \

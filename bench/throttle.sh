@@ -93,10 +93,10 @@ need python3 python3
 need /usr/bin/docker-registry docker-registry
 need /usr/bin/time time
 check_needs
-case "$REPEAT" in ''|*[!0-9]*|0) die "--repeat takes a positive whole number" ;; esac
+positive --repeat "$REPEAT"
 case "$LATENCY" in ''|*[!0-9.]*) die "--latency takes milliseconds (a number)" ;; esac
 for j in $JOBS_LIST; do
-    case "$j" in ''|*[!0-9]*|0) die "--jobs-list takes positive whole numbers" ;; esac
+    positive --jobs-list "$j"
 done
 [ "$BUILD" = 0 ] || command -v cargo >/dev/null 2>&1 || die "cargo not found (or pass --no-build)"
 RATE_BPS=$(python3 -B -c 'import sys; sys.path.insert(0, sys.argv[1]); import throttle_proxy as t; r = t.parse_rate(sys.argv[2]); assert r > 0; print(int(r))' \

@@ -33,6 +33,30 @@ fn create_via(proxy: &FaultProxy, out: &Path, key: &Path, args: &[&str]) -> Outp
         .unwrap()
 }
 
+/// `bundle push BUNDLE --to PROXY/mirror --tls-verify=false
+/// --mirror-config CONFIG ARGS…`, killed after [`HANG`].
+fn push_via(
+    proxy: &FaultProxy,
+    bundle: &Path,
+    pubkey: &Path,
+    config: &Path,
+    args: &[&str],
+) -> Output {
+    bundle_cmd()
+        .arg("push")
+        .arg(bundle)
+        .arg("--to")
+        .arg(format!("{}/mirror", proxy.host()))
+        .arg("--pubkey")
+        .arg(pubkey)
+        .args(["--tls-verify=false", "--mirror-config"])
+        .arg(config)
+        .args(args)
+        .timeout(HANG)
+        .output()
+        .unwrap()
+}
+
 /// One create through the proxy with fresh keys, into `_tmp/bundle`.
 struct Run {
     keys: Keys,
@@ -128,21 +152,7 @@ fn later_for<'a>(log: &'a [Logged], entry: &Logged) -> Vec<&'a Logged> {
 /// The proxy itself: each fault as `curl` sees it, and ranges forwarded.
 #[test]
 fn fault_proxy_injects_each_fault_and_forwards_ranges() {
-    let registry = TestRegistry::start();
-    let layout_dir = temp_dir();
-    let layout = standard_layout(layout_dir.path());
-    skopeo_push(
-        &registry,
-        &layout,
-        "tools/helm:3.14",
-        "app/helm:1",
-        Format::Oci,
-    );
-    let layer = fetch_manifest(&registry, "app/helm", "1").json()["layers"][0].clone();
-    let (digest, size) = (
-        layer["digest"].as_str().expect("a layer digest").to_owned(),
-        layer["size"].as_u64().expect("a layer size"),
-    );
+    let (registry, digest, size) = helm_registry();
     let proxy = FaultProxy::in_front_of(&registry);
     let url = format!("http://{}/v2/app/helm/blobs/{digest}", proxy.host());
     // curl's exit code, stderr and body.
@@ -589,18 +599,7 @@ fn a_push_through_5xx_on_uploads_tags_the_source_digests_or_nothing() {
     proxy.add(Rule::new(Kind::UploadPut, Fault::Status(502)).first(2));
     proxy.add(Rule::new(Kind::ManifestPut, Fault::Status(500)).first(1));
     let config = tmp.path().join("mirror-config");
-    let o = bundle_cmd()
-        .arg("push")
-        .arg(&dir)
-        .arg("--to")
-        .arg(format!("{}/mirror", proxy.host()))
-        .arg("--pubkey")
-        .arg(&keys.public)
-        .args(["--tls-verify=false", "--mirror-config"])
-        .arg(&config)
-        .timeout(HANG)
-        .output()
-        .unwrap();
+    let o = push_via(&proxy, &dir, &keys.public, &config, &[]);
     assert_eq!(
         proxy.faulted().len(),
         5,
@@ -694,19 +693,14 @@ fn push_jobs_bounds_the_uploads_in_flight() {
         let target = TestRegistry::start();
         let proxy = FaultProxy::in_front_of(&target);
         proxy.add(Rule::new(Kind::UploadStart, Fault::Delay { ms: 300 }).always());
-        let o = bundle_cmd()
-            .arg("push")
-            .arg(&dir)
-            .arg("--to")
-            .arg(format!("{}/mirror", proxy.host()))
-            .arg("--pubkey")
-            .arg(&keys.public)
-            .args(["--tls-verify=false", "--jobs", &jobs.to_string()])
-            .arg("--mirror-config")
-            .arg(tmp.path().join(format!("mirror-{jobs}")))
-            .timeout(HANG)
-            .output()
-            .unwrap();
+        let config = tmp.path().join(format!("mirror-{jobs}"));
+        let o = push_via(
+            &proxy,
+            &dir,
+            &keys.public,
+            &config,
+            &["--jobs", &jobs.to_string()],
+        );
         assert_exit(&o, 0, &proxy);
         assert_eq!(
             proxy.max_in_flight(Kind::UploadStart),

@@ -709,21 +709,7 @@ fn tree_digests(root: &std::path::Path) -> Vec<(String, String)> {
 #[test]
 fn fault_proxy_holds_answers_and_counts_them_in_flight() {
     use std::io::{BufRead as _, BufReader, Write as _};
-    let registry = TestRegistry::start();
-    let layout_dir = temp_dir();
-    let layout = standard_layout(layout_dir.path());
-    skopeo_push(
-        &registry,
-        &layout,
-        "tools/helm:3.14",
-        "app/helm:1",
-        Format::Oci,
-    );
-    let layer = fetch_manifest(&registry, "app/helm", "1").json()["layers"][0].clone();
-    let (digest, size) = (
-        layer["digest"].as_str().expect("a layer digest").to_owned(),
-        layer["size"].as_u64().expect("a layer size"),
-    );
+    let (registry, digest, size) = helm_registry();
     assert!(size > 1000, "the layer is larger than what is sent");
     let proxy = FaultProxy::in_front_of(&registry);
     proxy.add(Rule::new(Kind::BlobGet, Fault::Hold { after: 1000 }).first(2));

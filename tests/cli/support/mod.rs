@@ -42,7 +42,7 @@ pub use images::{ImageSpec, LayerSpec, Layout, LayoutBuilder, Platform};
 pub use proxy::PagingProxy;
 pub use registry::TestRegistry;
 pub use seed::{
-    Format, Pushed, RemoteManifest, StandardFixture, copy_dir_all, fetch_manifest,
+    Format, Pushed, RemoteManifest, StandardFixture, copy_dir_all, fetch_manifest, helm_registry,
     seed_many_repositories, seed_standard, skopeo_inspect_raw, skopeo_push, standard_fixture,
     standard_fixture_on, standard_layout,
 };

@@ -220,6 +220,26 @@ pub fn find<'a>(images: &'a [Pushed], reference: &str) -> &'a Pushed {
         .unwrap_or_else(|| panic!("{reference} was not pushed; pushed: {images:#?}"))
 }
 
+/// A registry holding one image, `app/helm:1` (the standard fixture's
+/// `tools/helm:3.14`, pushed by skopeo), with its layer's digest and size:
+/// the blob the proxy self-tests fault.
+pub fn helm_registry() -> (TestRegistry, String, u64) {
+    let registry = TestRegistry::start();
+    let layout_dir = temp_dir();
+    let layout = standard_layout(layout_dir.path());
+    skopeo_push(
+        &registry,
+        &layout,
+        "tools/helm:3.14",
+        "app/helm:1",
+        Format::Oci,
+    );
+    let layer = fetch_manifest(&registry, "app/helm", "1").json()["layers"][0].clone();
+    let digest = layer["digest"].as_str().expect("a layer digest").to_owned();
+    let size = layer["size"].as_u64().expect("a layer size");
+    (registry, digest, size)
+}
+
 /// The layout behind [`seed_standard`]: every image shares the `base` layer.
 ///
 /// | ref name                | kind                                        |
