@@ -106,7 +106,6 @@ impl VerifyReport {
     }
 }
 
-/// Reads and checks bundle.json's signature; returns the manifest only if it verifies.
 /// What the receiving side trusts: the public keys it received out of band
 /// (the signature names which one signed), and optionally how old a bundle
 /// it still accepts (against a valid older bundle replayed: a rollback).
@@ -132,6 +131,8 @@ impl Trust {
     }
 }
 
+/// Reads and checks bundle.json's signature (by a trusted key, and not
+/// older than the trust allows); returns the manifest only if it verifies.
 pub fn read_signed_manifest(
     dir: &Path,
     trust: &Trust,

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::manifest::{self, BundleManifest, Volume};
-use crate::sign::PublicKey;
 use crate::verify::{self, VerifyReport};
 
 /// Arguments of `bundle list`.
@@ -16,9 +15,10 @@ use crate::verify::{self, VerifyReport};
 pub struct Args {
     /// The bundle directory.
     dir: PathBuf,
-    /// Check bundle.json's signature with this public key first (recommended).
-    #[arg(long, value_name = "FILE")]
-    pubkey: Option<PathBuf>,
+    /// Check bundle.json's signature first (recommended): a trusted public
+    /// key, or a directory of them; repeatable, as for `verify`.
+    #[arg(long, value_name = "FILE|DIR")]
+    pubkey: Vec<PathBuf>,
     /// Print as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -44,27 +44,27 @@ struct ImageRow<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let m = match &args.pubkey {
-        Some(path) => {
-            let key = PublicKey::from_file(path)?;
-            let mut report = VerifyReport::default();
-            match verify::read_signed_manifest(&args.dir, &verify::Trust::key(key), &mut report)? {
-                Some((m, _)) => m,
-                None => {
-                    for f in &report.findings {
-                        eprintln!("error: {}: {}", f.file.as_deref().unwrap_or(""), f.message);
-                    }
-                    return Ok(EXIT_BAD_BUNDLE);
-                }
-            }
+    let m = if args.pubkey.is_empty() {
+        let path = args.dir.join(manifest::FILE_NAME);
+        let bytes = crate::files::read_capped(&path, manifest::MAX_MANIFEST_BYTES)?;
+        if !args.json {
+            eprintln!("warning: signature not checked (pass --pubkey to check it)");
         }
-        None => {
-            let path = args.dir.join(manifest::FILE_NAME);
-            let bytes = crate::files::read_capped(&path, manifest::MAX_MANIFEST_BYTES)?;
-            if !args.json {
-                eprintln!("warning: signature not checked (pass --pubkey to check it)");
+        BundleManifest::parse(&bytes).with_context(|| format!("reading {}", path.display()))?
+    } else {
+        let trust = verify::Trust {
+            keys: super::options::trusted_keys(&args.pubkey)?,
+            not_before: None,
+        };
+        let mut report = VerifyReport::default();
+        match verify::read_signed_manifest(&args.dir, &trust, &mut report)? {
+            Some((m, _)) => m,
+            None => {
+                for f in &report.findings {
+                    eprintln!("error: {}: {}", f.file.as_deref().unwrap_or(""), f.message);
+                }
+                return Ok(EXIT_BAD_BUNDLE);
             }
-            BundleManifest::parse(&bytes).with_context(|| format!("reading {}", path.display()))?
         }
     };
     let sizes: HashMap<_, _> = m.entries.iter().map(|e| (e.digest, e.size)).collect();
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         bundle_id: &m.bundle_id,
         created: &m.created,
         source: &m.source,
-        signature_checked: args.pubkey.is_some(),
+        signature_checked: !args.pubkey.is_empty(),
         images,
         volumes: &m.volumes,
     };

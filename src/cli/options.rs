@@ -113,31 +113,8 @@ impl BundleArgs {
     /// The trusted keys (with a loud warning for the repository's demo key)
     /// and the age limit.
     pub fn trust(&self) -> anyhow::Result<crate::verify::Trust> {
-        let mut keys = Vec::new();
-        for path in &self.pubkey {
-            if path.is_dir() {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                    .with_context(|| format!("reading the key directory {}", path.display()))?
-                    .map(|e| e.map(|e| e.path()))
-                    .collect::<Result<_, _>>()
-                    .with_context(|| format!("reading the key directory {}", path.display()))?;
-                files.retain(|f| f.extension().is_some_and(|x| x == "pub"));
-                files.sort();
-                if files.is_empty() {
-                    anyhow::bail!("the key directory {} holds no .pub file", path.display());
-                }
-                for f in files {
-                    keys.push(crate::sign::PublicKey::from_file(&f)?);
-                }
-            } else {
-                keys.push(crate::sign::PublicKey::from_file(path)?);
-            }
-        }
-        for key in &keys {
-            super::verify::warn_demo_key(key);
-        }
         Ok(crate::verify::Trust {
-            keys,
+            keys: trusted_keys(&self.pubkey)?,
             not_before: self.not_before,
         })
     }
@@ -148,6 +125,35 @@ impl BundleArgs {
             .chain(self.volumes_from.iter().cloned())
             .collect()
     }
+}
+
+/// The public keys in `paths`: each a `.pub` file, or a directory whose
+/// `*.pub` files are all read; a loud warning for the repository's demo key.
+pub fn trusted_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::sign::PublicKey>> {
+    let mut keys = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("reading the key directory {}", path.display()))?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("reading the key directory {}", path.display()))?;
+            files.retain(|f| f.extension().is_some_and(|x| x == "pub"));
+            files.sort();
+            if files.is_empty() {
+                anyhow::bail!("the key directory {} holds no .pub file", path.display());
+            }
+            for f in files {
+                keys.push(crate::sign::PublicKey::from_file(&f)?);
+            }
+        } else {
+            keys.push(crate::sign::PublicKey::from_file(path)?);
+        }
+    }
+    for key in &keys {
+        super::verify::warn_demo_key(key);
+    }
+    Ok(keys)
 }
 
 /// Parses sizes like `700M`, `4G`, `4GiB`, `65536` (K, M, G, T are powers of 1024).

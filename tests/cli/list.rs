@@ -63,3 +63,39 @@ fn lists_images_and_volumes_and_checks_the_signature_when_given_a_key() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(!String::from_utf8_lossy(&o.stdout).contains("openshift/php"));
 }
+
+/// `list --pubkey` takes what `verify --pubkey` takes: repeated, or a
+/// directory of `.pub` files, the signer among them.
+#[test]
+fn list_trusts_several_keys_or_a_key_directory_as_verify_does() {
+    let keys = keygen();
+    let tmp = temp_dir();
+    let out = tmp.path().join("b");
+    create_ok(&out, &keys.secret, &["--from", "oci:sample/layout"]);
+    let other = keygen();
+    let dir = tmp.path().join("trusted");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(&other.public, dir.join("other.pub")).unwrap();
+    let list = |pubkeys: &[&std::path::Path]| {
+        let mut cmd = bundle_cmd();
+        cmd.arg("list").arg(&out);
+        for k in pubkeys {
+            cmd.arg("--pubkey").arg(k);
+        }
+        cmd.output().unwrap()
+    };
+
+    // Only a foreign key in the directory: refused, naming the signer.
+    let o = list(&[&dir]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not a trusted key"), "{}", text(&o));
+
+    // The signer repeated after it, or added to the directory: listed.
+    let o = list(&[&other.public, &keys.public]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("openshift/php:5.5"), "{}", text(&o));
+    std::fs::copy(&keys.public, dir.join("signer.pub")).unwrap();
+    let o = list(&[&dir]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("openshift/php:5.5"), "{}", text(&o));
+}
