@@ -203,14 +203,6 @@ impl SecretKey {
         Self::parse_with(&text, Some(path), password)
     }
 
-    /// Whether the key file text is password-protected (scrypt).
-    pub fn is_encrypted(text: &str) -> bool {
-        text.lines()
-            .nth(1)
-            .and_then(|line| text::decode_base64(line, 2, SECRET_LEN).ok())
-            .is_some_and(|bytes| bytes[2..4] == KDF_SCRYPT)
-    }
-
     fn parse_from(text: &str, path: Option<&Path>) -> Result<Self, SignError> {
         Self::parse_with(text, path, &mut || None)
     }
