@@ -177,10 +177,10 @@ fn write_fixture(blobs: &[Blob], index: &[u8], images: Vec<Image>) -> Fixture {
     let (volumes, tar_size) = w.finish().expect("finishing the volumes");
     let manifest = BundleManifest {
         format_version: 1,
-        bundle_id: "fuzz".into(),
+        bundle_id: "0123456789abcdef0123456789abcdef".into(),
         created: "2026-01-01T00:00:00Z".into(),
         tool: "fuzz".into(),
-        source: "fuzz".into(),
+        source: "oci:/fuzz".into(),
         compression: Compression {
             algorithm: "zstd".into(),
             level: 3,

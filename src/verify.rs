@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::archive::reader::{self, CheckOnly, Problem, ProblemKind, Sink};
 use crate::digest::Digest;
-use crate::files::read_capped;
+use crate::files::{Links, read_capped};
 use crate::manifest::{self, BundleManifest, Entry, EntryKind};
 use crate::oci::{self, Platform};
 use crate::sign::{self, PublicKey, Signature};
@@ -125,9 +125,10 @@ impl Trust {
         }
     }
 
-    /// The trusted key with this id.
-    fn find(&self, id: sign::KeyId) -> Option<&PublicKey> {
-        self.keys.iter().find(|k| k.key_id() == id)
+    /// The trusted keys with this id (two keys may share one: the id is
+    /// only 64 bits, and a file may be given twice).
+    fn with_id(&self, id: sign::KeyId) -> Vec<&PublicKey> {
+        self.keys.iter().filter(|k| k.key_id() == id).collect()
     }
 }
 
@@ -143,7 +144,7 @@ pub fn read_signed_manifest(
     if !dir.is_dir() {
         anyhow::bail!("{} is not a directory", dir.display());
     }
-    let bytes = match read_capped(&path, manifest::MAX_MANIFEST_BYTES) {
+    let bytes = match read_capped(&path, manifest::MAX_MANIFEST_BYTES, Links::Refuse) {
         Ok(b) => b,
         Err(e) => {
             report.finding(
@@ -165,7 +166,8 @@ pub fn read_signed_manifest(
             return Ok(None);
         }
     };
-    let Some(key) = trust.find(signature.key_id()) else {
+    let candidates = trust.with_id(signature.key_id());
+    if candidates.is_empty() {
         let trusted: Vec<String> = trust.keys.iter().map(|k| k.key_id().to_string()).collect();
         report.finding(
             Stage::Signature,
@@ -177,13 +179,31 @@ pub fn read_signed_manifest(
             ),
         );
         return Ok(None);
+    }
+    // Every trusted key with the signature's id is tried; the first one's
+    // error is reported if none verifies.
+    let mut first_error = None;
+    let mut signer = None;
+    for key in candidates {
+        match sign::verify(key, &bytes, &signature) {
+            Ok(_) => {
+                signer = Some(key);
+                break;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let Some(key) = signer else {
+        report.key_id = signature.key_id().to_string();
+        if let Some(e) = first_error {
+            report.finding(Stage::Signature, Some(manifest::FILE_NAME), error_chain(&e));
+        }
+        return Ok(None);
     };
     report.key_id = key.key_id().to_string();
     report.demo_key = key.is_demo();
-    if let Err(e) = sign::verify(key, &bytes, &signature) {
-        report.finding(Stage::Signature, Some(manifest::FILE_NAME), error_chain(&e));
-        return Ok(None);
-    }
     let m = match BundleManifest::parse(&bytes) {
         Ok(m) => m,
         Err(e) => {
@@ -276,18 +296,8 @@ pub fn open(
 pub fn volumes_present(m: &BundleManifest, dirs: &[PathBuf], report: &mut VerifyReport) -> bool {
     let before = report.findings.len();
     for v in &m.volumes {
-        let kind = match reader::locate_volume(dirs, &v.name) {
-            None => ProblemKind::VolumeMissing,
-            Some(path) => match std::fs::metadata(&path) {
-                Ok(meta) if meta.len() == v.size => continue,
-                Ok(meta) => ProblemKind::VolumeSize {
-                    expected: v.size,
-                    found: meta.len(),
-                },
-                Err(e) => ProblemKind::VolumeUnreadable {
-                    reason: e.to_string(),
-                },
-            },
+        let Err(kind) = reader::examine_volume(dirs, v) else {
+            continue;
         };
         let problem = Problem {
             volume: Some(v.name.clone()),
@@ -384,7 +394,7 @@ fn digests_in_volume(m: &BundleManifest, name: &str) -> Vec<Digest> {
 fn check_sums_file(dir: &Path, m: &BundleManifest, report: &mut VerifyReport) {
     let expected = manifest::sha256sums(&m.volumes);
     let path = dir.join(manifest::SUMS_FILE_NAME);
-    if !path.exists() {
+    if std::fs::symlink_metadata(&path).is_err() {
         report.warnings.push(format!(
             "{} is missing (only needed by sha256sum -c)",
             manifest::SUMS_FILE_NAME
@@ -393,7 +403,7 @@ fn check_sums_file(dir: &Path, m: &BundleManifest, report: &mut VerifyReport) {
     }
     // Never larger than the signed list it repeats (plus slack): a huge one
     // is not read, only reported.
-    match read_capped(&path, expected.len() as u64 + 4096) {
+    match read_capped(&path, expected.len() as u64 + 4096, Links::Refuse) {
         Ok(found) if found == expected.as_bytes() => {}
         Ok(_) => report.warnings.push(format!(
             "{} disagrees with the signed bundle.json (bundle.json is what is trusted)",

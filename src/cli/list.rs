@@ -46,7 +46,11 @@ struct ImageRow<'a> {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let m = if args.pubkey.is_empty() {
         let path = args.dir.join(manifest::FILE_NAME);
-        let bytes = crate::files::read_capped(&path, manifest::MAX_MANIFEST_BYTES)?;
+        let bytes = crate::files::read_capped(
+            &path,
+            manifest::MAX_MANIFEST_BYTES,
+            crate::files::Links::Refuse,
+        )?;
         if !args.json {
             eprintln!("warning: signature not checked (pass --pubkey to check it)");
         }

@@ -191,7 +191,7 @@ pub async fn write_bundle(
         bytes: plan.total_bytes() + (oci::OCI_LAYOUT_FILE.len() + index_json.len()) as u64,
     });
     let header = journal_header(opts);
-    let start = if check_out_dir(&opts.out, &header)? {
+    let mut start = if check_out_dir(&opts.out, &header)? {
         let recovered = journal::recover(&opts.out, &header)?;
         // Left by a run killed while signing: written again below.
         for name in [manifest::SUMS_FILE_NAME, manifest::SIGNATURE_FILE_NAME] {
@@ -203,6 +203,17 @@ pub async fn write_bundle(
             .with_context(|| format!("creating {}", opts.out.display()))?;
         journal::start(&opts.out, &header)?
     };
+    start.writer.expect_tar_size(
+        plan.items
+            .iter()
+            .map(|i| crate::archive::entry_len(i.size()))
+            .chain([
+                crate::archive::entry_len(oci::OCI_LAYOUT_FILE.len() as u64),
+                crate::archive::entry_len(index_json.len() as u64),
+                crate::archive::TRAILER_LEN,
+            ])
+            .fold(0, u64::saturating_add),
+    );
     let already: HashSet<String> = start.entries.iter().map(Entry::path).collect();
     let resumed = (!start.entries.is_empty()).then(|| Resumed {
         entries: start.entries.len(),
@@ -242,14 +253,17 @@ pub async fn write_bundle(
         .map_err(|_| anyhow::anyhow!("the volume writer thread panicked"))?;
     // A writer error explains a failed send better than the send itself.
     let (entries, volumes, tar_size, config_platforms, failed_blobs) = written.map_err(|e| {
-        let needed_by = e.downcast_ref::<EntryFailed>().map(|failed| {
-            plan.images
-                .iter()
-                .filter(|i| i.blobs.contains(&failed.digest))
-                .map(|i| i.reference.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
+        let needed_by = e
+            .downcast_ref::<EntryFailed>()
+            .filter(|failed| !matches!(failed.source, WriteError::NoSpace { .. }))
+            .map(|failed| {
+                plan.images
+                    .iter()
+                    .filter(|i| i.blobs.contains(&failed.digest))
+                    .map(|i| i.reference.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
         match needed_by {
             Some(images) if !images.is_empty() => {
                 e.context(format!("the bundle cannot hold {images}"))

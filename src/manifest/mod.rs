@@ -10,10 +10,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 
+mod fields;
+
+pub use fields::is_bundle_id;
+
 /// The only format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 /// bundle.json files larger than this are refused before parsing.
 pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
+/// The largest index.json a bundle may declare (thousands of images take a few MB).
+pub const MAX_INDEX_BYTES: u64 = 64 << 20;
 /// The file name of the manifest inside a bundle directory.
 pub const FILE_NAME: &str = "bundle.json";
 /// The file name of its signature.
@@ -185,6 +191,18 @@ pub enum ManifestError {
     /// Internally inconsistent.
     #[error("bundle.json is inconsistent: {0}")]
     Inconsistent(String),
+    /// A string field outside its grammar.
+    #[error("bundle.json field {field}{} is {value}: {reason}", image.as_ref().map(|i| format!(" (image {i})")).unwrap_or_default())]
+    Field {
+        /// The field (`bundle_id`, `images[3].source`, …).
+        field: String,
+        /// The image it belongs to, as shown (quoted, escaped).
+        image: Option<String>,
+        /// The value as shown (quoted, escaped, cut).
+        value: String,
+        /// The grammar it fails.
+        reason: String,
+    },
 }
 
 impl BundleManifest {
@@ -222,6 +240,7 @@ impl BundleManifest {
     /// so a reader can trust every offset it derives from them.
     pub fn check(&self) -> Result<(), ManifestError> {
         let bad = |m: String| Err(ManifestError::Inconsistent(m));
+        fields::check(self)?;
         if self.compression.algorithm != "zstd" {
             return bad(format!(
                 "unknown compression {:?}",
@@ -282,6 +301,23 @@ impl BundleManifest {
                 return bad(format!("entry {} lies outside volume {}", e.path(), v.name));
             }
             pos = checked_add(e.tar_offset, crate::archive::entry_len(e.size))?;
+        }
+        let layout = &self.entries[0];
+        if layout.size != crate::oci::OCI_LAYOUT_FILE.len() as u64
+            || layout.digest != Digest::of(crate::oci::OCI_LAYOUT_FILE)
+        {
+            return bad(format!(
+                "oci-layout is {} bytes with digest {}; bundle writes exactly {:?}",
+                layout.size,
+                layout.digest,
+                String::from_utf8_lossy(crate::oci::OCI_LAYOUT_FILE)
+            ));
+        }
+        if self.entries[last].size > MAX_INDEX_BYTES {
+            return bad(format!(
+                "index.json is declared as {} bytes, more than the {MAX_INDEX_BYTES} accepted",
+                self.entries[last].size
+            ));
         }
         if checked_add(pos, crate::archive::TRAILER_LEN)? != self.tar_size {
             return bad("entries do not add up to tar_size".into());
@@ -344,7 +380,11 @@ pub(crate) mod tests {
         let mut entries = vec![];
         let mut pos = 0;
         for (kind, digest, size) in [
-            (EntryKind::OciLayout, Digest::of(b"layout"), 30),
+            (
+                EntryKind::OciLayout,
+                Digest::of(crate::oci::OCI_LAYOUT_FILE),
+                crate::oci::OCI_LAYOUT_FILE.len() as u64,
+            ),
             (EntryKind::Blob, blob, 600),
             (EntryKind::Index, Digest::of(b"index"), 200),
         ] {
@@ -362,7 +402,7 @@ pub(crate) mod tests {
         let tar_size = pos + TRAILER_LEN;
         BundleManifest {
             format_version: 1,
-            bundle_id: "x".into(),
+            bundle_id: "0123456789abcdef0123456789abcdef".into(),
             created: "2026-01-01T00:00:00Z".into(),
             tool: "bundle test".into(),
             source: "oci:x".into(),
@@ -382,7 +422,7 @@ pub(crate) mod tests {
             entries,
             images: vec![Image {
                 reference: "a:b".into(),
-                source: "h/a:b".into(),
+                source: "reg.example/a:b".into(),
                 digest: blob,
                 media_type: crate::oci::OCI_MANIFEST.into(),
                 size: 600,
