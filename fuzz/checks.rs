@@ -646,7 +646,7 @@ fn image() -> &'static Fixture {
         );
         let images = vec![Image {
             reference: reference.into(),
-            source: format!("fuzz/{reference}"),
+            source: format!("registry.fuzz/{reference}"),
             digest: md,
             media_type: oci::OCI_MANIFEST.into(),
             size: manifest.len() as u64,

@@ -29,7 +29,9 @@ use bundle::sign::{SecretKey, Signature};
 use crate::common::*;
 use crate::support::*;
 
+mod fields;
 mod graph;
+mod medium;
 
 /// The image the genuine bundle holds.
 const IMAGE: &str = "app/one:1";
