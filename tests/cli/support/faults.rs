@@ -37,7 +37,7 @@ pub enum Fault {
     /// registry never sees the request.
     Status(u16),
     /// As [`Fault::Status`], with [`HOSTILE_MESSAGE`] as the envelope's
-    /// message: terminal escape sequences, a carriage return, a bell, a C1
+    /// code and message: terminal escape sequences, a carriage return, a bell, a C1
     /// control and a bidirectional override, for tests that no registry text
     /// reaches a terminal raw.
     HostileStatus(u16),
@@ -692,9 +692,9 @@ fn refuse(
         }
         other => unreachable!("{other:?} is not an error status"),
     };
-    let message = match fault {
-        Fault::HostileStatus(_) => HOSTILE_MESSAGE.to_owned(),
-        _ => format!("injected {status}"),
+    let (code, message) = match fault {
+        Fault::HostileStatus(_) => (HOSTILE_MESSAGE, HOSTILE_MESSAGE.to_owned()),
+        _ => (code, format!("injected {status}")),
     };
     let errors = serde_json::json!({"errors": [{"code": code, "message": message}]});
     let body = errors.to_string();
