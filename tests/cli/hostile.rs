@@ -29,6 +29,7 @@ use bundle::sign::{SecretKey, Signature};
 use crate::common::*;
 use crate::support::*;
 
+mod corpus;
 mod graph;
 mod terminal;
 
