@@ -358,3 +358,24 @@ fn a_closed_stdout_ends_quietly_with_the_outcome_exit_code() {
         );
     }
 }
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_an_error() {
+    let f = forge();
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bundle"))
+        .arg("list")
+        .arg(&f.good)
+        .arg("--pubkey")
+        .arg(&f.keys.public)
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_no_panic(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error: writing to stdout"), "{stderr}");
+}
