@@ -696,8 +696,9 @@ pub fn signed_bundle_input(bundle_json: &[u8], volumes: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// Splits a [`signed_bundle_input`] into bundle.json and the volumes.
-fn split_signed_input(mut data: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
+/// Splits a [`signed_bundle_input`] into bundle.json and the volumes (also
+/// used by the CLI tests, which run the commands over the corpus).
+pub fn split_signed_input(mut data: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
     let mut parts = vec![];
     while data.len() >= 2 && parts.len() <= MAX_SIGNED_VOLUMES {
         let len = usize::from(u16::from_le_bytes([data[0], data[1]]));

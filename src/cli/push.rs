@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::options::{BundleArgs, RegistryArgs, parse_jobs};
+use super::output::outln;
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::push::{
     self, Destination, ExistingTags, PushOptions, PushReport, RepoLayout, TagOutcome,
@@ -104,7 +105,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 
     let bar = super::reading_bar(args.json);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar.set_message(format!("checking the bundle, then what {host} holds"));
+    bar.set_message(
+        super::output::escape(&format!("checking the bundle, then what {host} holds")).into_owned(),
+    );
     let mut progress = |done: u64, total: u64| {
         if bar.length() != Some(total) {
             bar.set_message("reading, verifying and uploading");
@@ -175,15 +178,16 @@ fn print_human(report: &PushReport, written: &[PathBuf]) {
     if !report.volumes_read && report.verify.ok() {
         // Nothing was read, so there is no blob check to report.
         super::verify::print_header(&report.verify);
-        println!("  signature    ok");
-        println!(
+        outln!("  signature    ok");
+        outln!(
             "  volumes      {} present, not read: {} already holds every blob and manifest under the signed digests",
-            report.verify.volumes, report.destination
+            report.verify.volumes,
+            report.destination
         );
     } else {
         super::verify::print_human(&report.verify);
     }
-    println!(
+    outln!(
         "blobs: {} uploaded ({}), {} mounted, {} already there; manifests: {} pushed, {} already there",
         s.blobs_uploaded,
         human_bytes(s.bytes_uploaded),
@@ -193,11 +197,11 @@ fn print_human(report: &PushReport, written: &[PathBuf]) {
         s.manifests_present
     );
     if !report.tagged {
-        println!("no tag was created or moved on {}", report.destination);
+        outln!("no tag was created or moved on {}", report.destination);
         return;
     }
     let count = |t: TagOutcome| report.images.iter().filter(|i| i.tag == t).count();
-    println!(
+    outln!(
         "{} images pushed to {}: {} tags created, {} moved, {} unchanged, {} left as they were (--skip-existing-tags), {} by digest only",
         report.images.len(),
         report.destination,
@@ -209,22 +213,23 @@ fn print_human(report: &PushReport, written: &[PathBuf]) {
     );
     for i in &report.images {
         if i.tag == TagOutcome::Refused {
-            println!(
+            outln!(
                 "  not pushed {} (the target refused its manifest)",
                 i.target
             );
         }
         if i.tag == TagOutcome::SkippedExisting {
-            println!(
+            outln!(
                 "  left {} (points at another image; bundle has {})",
-                i.target, i.image.digest
+                i.target,
+                i.image.digest
             );
         }
     }
     if written.is_empty() {
-        println!("no mirror configuration: the images did not come from a registry");
+        outln!("no mirror configuration: the images did not come from a registry");
     } else {
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-        println!("mirror configuration: {}", names.join(", "));
+        outln!("mirror configuration: {}", names.join(", "));
     }
 }

@@ -29,9 +29,11 @@ use bundle::sign::{SecretKey, Signature};
 use crate::common::*;
 use crate::support::*;
 
+mod corpus;
 mod fields;
 mod graph;
 mod medium;
+mod terminal;
 
 /// The image the genuine bundle holds.
 const IMAGE: &str = "app/one:1";
