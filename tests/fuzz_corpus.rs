@@ -106,6 +106,30 @@ fn signed_bundle_corpus() {
     replay("signed_bundle", checks::signed_bundle);
 }
 
+#[test]
+fn mirror_config_corpus() {
+    replay("mirror_config", checks::mirror_config);
+}
+
+/// The `mirror_config` seeds reach what they are for: the `registry-` ones
+/// build the three files, the `bad-source-` ones are refused (by
+/// `mirror_config`, or by `BundleManifest::parse` once it checks sources),
+/// and the `hostile-id-` ones build them (or are refused at parse).
+#[test]
+fn mirror_config_seeds_reach_the_writer() {
+    for path in corpus("mirror_config") {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let outcome = checks::mirror_config_outcome(&std::fs::read(&path).unwrap());
+        if name.starts_with("registry-") {
+            assert_eq!(outcome, Some(true), "{name}");
+        } else if name.starts_with("bad-source-") {
+            assert_ne!(outcome, Some(true), "{name}");
+        } else {
+            assert_ne!(outcome, Some(false), "{name}");
+        }
+    }
+}
+
 /// The `signed_bundle` seeds as the current writer makes them: the `clean`
 /// ones verify and extract, the edited ones are refused (so the target
 /// reaches the deep checks and is not refused at the signature).

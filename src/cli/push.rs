@@ -129,10 +129,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut written = Vec::new();
     if report.tagged {
         let id = report.verify.bundle_id.clone().unwrap_or_default();
-        let dir = args
-            .mirror_config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("bundle-mirror-{id}")));
+        let dir = match &args.mirror_config {
+            Some(dir) => dir.clone(),
+            None => push::default_mirror_dir(&id)?,
+        };
         let pushed: Vec<_> = report
             .images
             .iter()
