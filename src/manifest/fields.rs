@@ -191,20 +191,10 @@ fn plain_text(s: &str, max: usize) -> Result<(), &'static str> {
     if s.len() > max {
         return Err("too long");
     }
-    if s.chars().any(is_unsafe_char) {
+    if s.chars().any(crate::text::is_unsafe) {
         return Err("holds a control or formatting character");
     }
     Ok(())
-}
-
-/// Control characters and the formatting characters that reorder or hide
-/// text on a terminal (bidirectional overrides and isolates, zero-width ones).
-fn is_unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'
-        )
 }
 
 /// A value as an error message shows it: debug-quoted (control characters
