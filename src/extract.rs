@@ -156,24 +156,7 @@ fn check_space(blobs_dir: &Path, m: &BundleManifest) -> anyhow::Result<()> {
 /// either: one planted there would carry the layout somewhere else, so the
 /// real path must be given instead.
 fn prepare_layout(layout: &Path) -> anyhow::Result<PathBuf> {
-    for above in layout
-        .ancestors()
-        .skip(1)
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        if fs::symlink_metadata(above).is_ok_and(|m| m.file_type().is_symlink()) {
-            let real = fs::canonicalize(above)
-                .map(|r| r.join(layout.strip_prefix(above).unwrap_or(layout)))
-                .map(|r| r.display().to_string())
-                .unwrap_or_else(|_| "a dangling link".into());
-            bail!(
-                "{} is a symbolic link, so {} would lie elsewhere ({real}); \
-                 extract writes only through real directories: give the real path",
-                above.display(),
-                layout.display()
-            );
-        }
-    }
+    crate::files::refuse_links_above(layout)?;
     for dir in [
         layout.to_owned(),
         layout.join("blobs"),

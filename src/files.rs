@@ -162,6 +162,59 @@ fn human(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// Refuses a path whose directories above `path` (as given) include a
+/// symbolic link: one planted there would carry what is written elsewhere,
+/// so the real path must be given instead.
+pub fn refuse_links_above(path: &Path) -> anyhow::Result<()> {
+    for above in path
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        if fs::symlink_metadata(above).is_ok_and(|m| m.file_type().is_symlink()) {
+            let real = fs::canonicalize(above)
+                .map(|r| r.join(path.strip_prefix(above).unwrap_or(path)))
+                .map(|r| r.display().to_string())
+                .unwrap_or_else(|_| "a dangling link".into());
+            bail!(
+                "{} is a symbolic link, so {} would lie elsewhere ({real}); \
+                 bundle writes only through real directories: give the real path",
+                above.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure `dir` is a real directory, creating it (and what is missing
+/// above it, mode [`DIR_MODE`]) if needed: neither it nor a directory above
+/// it in the path given may be a symbolic link, and it may not be anything
+/// but a directory.
+pub fn real_dir(dir: &Path) -> anyhow::Result<()> {
+    refuse_links_above(dir)?;
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => bail!(
+            "{} is a symbolic link; bundle writes only into real directories",
+            dir.display()
+        ),
+        Ok(m) if !m.is_dir() => bail!(
+            "{} exists and is {}, not a directory",
+            dir.display(),
+            kind_name(m.file_type())
+        ),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            create_dir(dir).with_context(|| format!("creating {}", dir.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("examining {}", dir.display())),
+    }
+}
+
 /// Removes a file; one that is not there is fine.
 pub fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     match fs::remove_file(path) {

@@ -71,6 +71,9 @@ pub struct VerifyReport {
     pub source: Option<String>,
     /// Whether only volume hashes were checked.
     pub quick: bool,
+    /// Whether the volumes were read and the blobs, images and index.json
+    /// checked (false when extract or push stopped at a missing volume).
+    pub read: bool,
     /// Volumes listed / matching.
     pub volumes: usize,
     /// Volumes whose size and sha256 matched.
@@ -327,6 +330,7 @@ pub fn read_into<'a>(
     } else {
         reader::read_bundle(m, dirs, true, &mut sink)?
     };
+    report.read = true;
     report.volumes_ok = read.volumes_ok;
     report.entries_ok = read.entries_ok;
     report.bytes_read = read.bytes_read;

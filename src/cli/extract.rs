@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             );
         } else {
             outln!(
-                "nothing published: {} has no new index.json entries",
+                "nothing published: the bundle did not verify, so {} has no new index.json entries",
                 report.layout.display()
             );
         }

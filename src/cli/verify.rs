@@ -93,7 +93,9 @@ pub(super) fn print_human(r: &VerifyReport) {
                 human_bytes(r.bytes_read)
             ),
         );
-        if r.quick {
+        if !r.read {
+            outln!("  (blobs, images and index.json not checked: the volumes were not read)");
+        } else if r.quick {
             outln!("  (--quick: blobs, images and index.json not checked)");
         } else {
             line(

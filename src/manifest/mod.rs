@@ -251,6 +251,7 @@ impl BundleManifest {
             return bad("no volumes or entries".into());
         }
         let mut tar = 0u64;
+        let mut compressed = 0u64;
         for (i, v) in self.volumes.iter().enumerate() {
             if v.name != volume_name(i) {
                 return bad(format!(
@@ -263,6 +264,8 @@ impl BundleManifest {
                 return bad(format!("volume {} has impossible offsets or sizes", v.name));
             }
             tar = checked_add(tar, v.tar_size)?;
+            // Readers add the volumes' sizes up (progress, totals): they must fit.
+            compressed = checked_add(compressed, v.size)?;
         }
         if tar != self.tar_size {
             return bad("volumes do not add up to tar_size".into());
@@ -468,6 +471,21 @@ pub(crate) mod tests {
         let mut m = sample();
         m.volumes[0].size = m.volume_size + 1;
         assert!(BundleManifest::parse(&m.to_canonical_bytes()).is_err());
+        // Two volumes whose sizes add up past u64: refused, never summed.
+        let mut m = sample();
+        m.volume_size = u64::MAX;
+        let mut second = m.volumes[0].clone();
+        second.name = volume_name(1);
+        second.size = u64::MAX;
+        second.tar_offset = m.tar_size;
+        second.tar_size = 1;
+        m.volumes[0].size = u64::MAX;
+        m.volumes.push(second);
+        m.tar_size += 1;
+        assert!(matches!(
+            BundleManifest::parse(&m.to_canonical_bytes()),
+            Err(ManifestError::Inconsistent(e)) if e.contains("overflow")
+        ));
         assert!(BundleManifest::parse(b"{\"format_version\":1,\"x\":").is_err());
     }
 }

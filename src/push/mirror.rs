@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::Context;
-
 use super::ImageResult;
 use super::quoted::{Toml, Yaml, toml_document};
 use crate::registry::{ImageReference, RegistryError};
@@ -212,7 +210,8 @@ pub fn write_mirror_config(
     bundle_id: &str,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let files = mirror_config(images, bundle_id)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Never through a link planted at the directory or above it.
+    crate::files::real_dir(dir)?;
     let mut written = Vec::new();
     for (name, text) in files {
         crate::files::write_atomic(dir, name, text.as_bytes())?;

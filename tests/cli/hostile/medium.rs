@@ -95,6 +95,12 @@ fn every_command(
             assert!(t.contains(n), "{:?}: expected {n:?} in:\n{t}", args[0]);
         }
         assert!(!layout.join("index.json").exists(), "{t}");
+        // Nothing unread is reported as checked.
+        assert!(
+            !t.contains(" complete") && !t.contains("agrees with bundle.json"),
+            "{:?} claims checks it did not make:\n{t}",
+            args[0]
+        );
     }
 }
 
@@ -396,4 +402,106 @@ mount -o remount,size=64m "$DIR" || exit 98
         stdout.trim_end().ends_with("\n0"),
         "a blob was written: {t}"
     );
+}
+
+/// The mirror configuration is never written through a link planted at its
+/// directory (the default `bundle-mirror-<id>` is named from the medium) or
+/// above it, and an explicit `--mirror-config` that is a file or a link is
+/// refused before anything is pushed.
+#[test]
+fn mirror_configuration_is_never_written_through_a_link() {
+    let b = bundled("1M");
+    let target = TestRegistry::start();
+    let id = BundleManifestJson::read(&b.dir).bundle_id;
+    let work = b.tmp.path().join("work");
+    let elsewhere = b.tmp.path().join("elsewhere");
+    fs::create_dir_all(&work).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::write(elsewhere.join("registries.conf"), "ORIGINAL").unwrap();
+    symlink(&elsewhere, work.join(format!("bundle-mirror-{id}"))).unwrap();
+    let push = |extra: &[&str]| {
+        bundle_cmd()
+            .current_dir(&work)
+            .arg("push")
+            .arg(&b.dir)
+            .arg("--pubkey")
+            .arg(&b.keys.public)
+            .args([
+                "--to",
+                &format!("{}/mirror", target.host()),
+                "--tls-verify=false",
+            ])
+            .args(extra)
+            .timeout(NO_HANG)
+            .output()
+            .unwrap()
+    };
+    let out = push(&[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("is a symbolic link"), "{t}");
+    assert_eq!(
+        fs::read_to_string(elsewhere.join("registries.conf")).unwrap(),
+        "ORIGINAL"
+    );
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 1, "{t}");
+
+    // Explicit directories: a file, a link, a link above it: refused before
+    // a byte is pushed (the second target stays empty).
+    let second = TestRegistry::start();
+    let file = work.join("a-file");
+    fs::write(&file, "x").unwrap();
+    let linked = work.join("linked");
+    symlink(&elsewhere, &linked).unwrap();
+    for dir in [file.clone(), linked.clone(), linked.join("below")] {
+        let out = bundle_cmd()
+            .current_dir(&work)
+            .arg("push")
+            .arg(&b.dir)
+            .arg("--pubkey")
+            .arg(&b.keys.public)
+            .args([
+                "--to",
+                &format!("{}/mirror", second.host()),
+                "--tls-verify=false",
+                "--mirror-config",
+            ])
+            .arg(&dir)
+            .timeout(NO_HANG)
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{}: {t}", dir.display());
+        assert!(
+            t.contains("not a directory") || t.contains("is a symbolic link"),
+            "{t}"
+        );
+    }
+    let catalog = curl(
+        &second.curl_args(),
+        &format!("{}/v2/_catalog", second.url()),
+    );
+    assert!(
+        catalog.json()["repositories"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "pushed before refusing: {}",
+        catalog.json()
+    );
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 1);
+}
+
+/// bundle.json's id, read without the library (as a test sees the file).
+struct BundleManifestJson {
+    bundle_id: String,
+}
+
+impl BundleManifestJson {
+    fn read(dir: &Path) -> Self {
+        let v: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join(manifest::FILE_NAME)).unwrap()).unwrap();
+        BundleManifestJson {
+            bundle_id: v["bundle_id"].as_str().unwrap().to_owned(),
+        }
+    }
 }
