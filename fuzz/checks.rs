@@ -654,7 +654,7 @@ fn image() -> &'static Fixture {
             digest: md,
             media_type: oci::OCI_MANIFEST.into(),
             size: manifest.len() as u64,
-            platforms: vec![],
+            platforms: Default::default(),
             platform_filtered: false,
             blobs: vec![cd, ld, md],
         }];

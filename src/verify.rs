@@ -552,7 +552,7 @@ fn check_images(m: &BundleManifest, graph: &Graph, report: &mut VerifyReport) {
         let filter: Vec<Platform> = img
             .platforms
             .iter()
-            .filter_map(|p| Platform::parse(p))
+            .filter_map(Platform::parse)
             .collect();
         let mut stack = vec![(img.digest, img.media_type.clone(), 0usize)];
         while let Some((digest, media_type, depth)) = stack.pop() {

@@ -40,7 +40,7 @@ struct ImageRow<'a> {
     reference: &'a str,
     digest: String,
     media_type: &'a str,
-    platforms: &'a [String],
+    platforms: Vec<&'a str>,
     size: u64,
 }
 
@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             reference: &i.reference,
             digest: i.digest.to_string(),
             media_type: &i.media_type,
-            platforms: &i.platforms,
+            platforms: i.platforms.iter().collect(),
             size: i
                 .blobs
                 .iter()

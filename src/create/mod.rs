@@ -24,7 +24,9 @@ use self::spool::SpoolReader;
 use crate::archive::writer::WriteError;
 use crate::digest::Digest;
 use crate::files::{self, write_atomic};
-use crate::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, Volume};
+use crate::manifest::{
+    self, BundleManifest, Compression, Entry, EntryKind, Image, Platforms, Volume,
+};
 use crate::oci::{self, Descriptor, LayoutIndex};
 use crate::sign::SecretKey;
 use crate::source::{BlobSource, FailedImage, Fetcher, Item, Plan, PlannedImage, SourceSpec};
@@ -324,22 +326,25 @@ pub async fn write_bundle(
         entries,
         images: kept
             .iter()
-            .map(|i| Image {
-                reference: i.reference.clone(),
-                source: i.source.clone(),
-                digest: i.top.digest,
-                media_type: i.top.media_type.clone(),
-                size: i.top.size,
-                platforms: match (&i.config, i.platforms.is_empty()) {
-                    (Some(config), true) => {
-                        config_platforms.get(config).cloned().into_iter().collect()
-                    }
-                    _ => i.platforms.clone(),
-                },
-                platform_filtered: i.platform_filtered,
-                blobs: i.blobs.clone(),
+            .map(|i| {
+                let platforms = match (&i.config, i.platforms.is_empty()) {
+                    (Some(config), true) => Platforms::from_strings(config_platforms.get(config)),
+                    _ => Platforms::from_strings(&i.platforms),
+                };
+                anyhow::Ok(Image {
+                    reference: i.reference.clone(),
+                    source: i.source.clone(),
+                    digest: i.top.digest,
+                    media_type: i.top.media_type.clone(),
+                    size: i.top.size,
+                    platforms: platforms.map_err(|e| {
+                        anyhow::anyhow!("image {}: the source gives {e}", i.reference)
+                    })?,
+                    platform_filtered: i.platform_filtered,
+                    blobs: i.blobs.clone(),
+                })
             })
-            .collect(),
+            .collect::<anyhow::Result<_>>()?,
         base_bundle: None,
     };
     m.check()

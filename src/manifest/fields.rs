@@ -74,8 +74,8 @@ fn check_image(img: &Image) -> Result<(), FieldError<'_>> {
     image_reference(&img.reference).map_err(|r| ("reference", img.reference.as_str(), r))?;
     image_source(&img.source, &img.reference).map_err(|r| ("source", img.source.as_str(), r))?;
     media_type(&img.media_type).map_err(|r| ("media_type", img.media_type.as_str(), r))?;
-    for p in &img.platforms {
-        platform(p).map_err(|r| ("platforms", p.as_str(), r))?;
+    for p in img.platforms.iter() {
+        platform(p).map_err(|r| ("platforms", p, r))?;
     }
     Ok(())
 }
@@ -170,7 +170,7 @@ fn media_type(s: &str) -> Result<(), &'static str> {
 }
 
 /// `os/arch[/variant]`, each of `[A-Za-z0-9._-]` up to 64 characters.
-fn platform(s: &str) -> Result<(), &'static str> {
+pub(super) fn platform(s: &str) -> Result<(), &'static str> {
     let parts: Vec<&str> = s.split('/').collect();
     let part_ok = |p: &&str| {
         !p.is_empty()
@@ -199,7 +199,7 @@ fn plain_text(s: &str, max: usize) -> Result<(), &'static str> {
 
 /// A value as an error message shows it: debug-quoted (control characters
 /// escaped) and cut to 80 characters (never inside a character).
-fn shown(value: &str) -> String {
+pub(super) fn shown(value: &str) -> String {
     let mut cut: String = value.chars().take(80).collect();
     if cut.len() < value.len() {
         cut.push('…');

@@ -163,12 +163,94 @@ pub struct Image {
     /// Its size.
     pub size: u64,
     /// Platforms the bundle holds for it (`os/arch[/variant]`); empty when unknown.
-    pub platforms: Vec<String>,
+    pub platforms: Platforms,
     /// True when `--platform` left out some entries of its index.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub platform_filtered: bool,
     /// Every digest the image needs, the top manifest included.
     pub blobs: Vec<Digest>,
+}
+
+/// The platforms of an image (`os/arch[/variant]` each), a JSON array in
+/// bundle.json. Kept as one string, each platform checked as it is read:
+/// an array of many tiny strings would otherwise cost far more memory than
+/// the bytes of bundle.json that hold it (3 bytes of `"",` per 24-byte
+/// `String` and its allocation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Platforms(String);
+
+impl Platforms {
+    /// Each platform, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split(',').filter(|p| !p.is_empty())
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The platforms joined with `,` (as `list` shows them).
+    pub fn joined(&self) -> &str {
+        &self.0
+    }
+
+    fn push(&mut self, platform: &str) -> Result<(), &'static str> {
+        fields::platform(platform)?;
+        if !self.0.is_empty() {
+            self.0.push(',');
+        }
+        self.0.push_str(platform);
+        Ok(())
+    }
+}
+
+impl Platforms {
+    /// Platforms from strings, each checked against the grammar; the error
+    /// names the first that fails.
+    pub fn from_strings<S: AsRef<str>>(iter: impl IntoIterator<Item = S>) -> Result<Self, String> {
+        let mut out = Platforms::default();
+        for p in iter {
+            let p = p.as_ref();
+            out.push(p)
+                .map_err(|reason| format!("platform {}: {reason}", fields::shown(p)))?;
+        }
+        Ok(out)
+    }
+}
+
+impl Serialize for Platforms {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Platforms {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Platforms;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of os/arch[/variant] platforms")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Platforms, A::Error> {
+                let mut out = Platforms::default();
+                while let Some(p) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+                    out.push(&p).map_err(|reason| {
+                        serde::de::Error::custom(format!(
+                            "platform {:?}: {reason}",
+                            fields::shown(&p)
+                        ))
+                    })?;
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
+    }
 }
 
 /// Why a bundle.json was refused.
@@ -429,7 +511,7 @@ pub(crate) mod tests {
                 digest: blob,
                 media_type: crate::oci::OCI_MANIFEST.into(),
                 size: 600,
-                platforms: vec![],
+                platforms: Platforms::default(),
                 platform_filtered: false,
                 blobs: vec![],
             }],
