@@ -150,8 +150,16 @@ type Blob = (Vec<u8>, Option<&'static str>);
 /// Writes `oci-layout`, `blobs` and `index.json` with the real volume writer
 /// into volumes of [`MIN_VOLUME_SIZE`], as
 /// `src/archive/roundtrip_tests.rs::write_set` does, and keeps the manifest
-/// and the bytes of every volume.
-fn write_fixture(blobs: &[Blob], index: &[u8], images: Vec<Image>) -> Fixture {
+/// and the bytes of every volume. index.json is the one bundle writes for
+/// `images` (`oci::layout_index`).
+fn write_fixture(blobs: &[Blob], images: Vec<Image>) -> Fixture {
+    let index = &oci::layout_index(images.iter().map(|i| oci::IndexEntry {
+        reference: &i.reference,
+        source: &i.source,
+        media_type: &i.media_type,
+        digest: i.digest,
+        size: i.size,
+    }))[..];
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let volume_size = MIN_VOLUME_SIZE;
     let mut w = VolumeWriter::new(dir.path(), volume_size, 3).expect("opening the writer");
@@ -205,9 +213,6 @@ fn write_fixture(blobs: &[Blob], index: &[u8], images: Vec<Image>) -> Fixture {
     Fixture { manifest, volumes }
 }
 
-/// An empty layout index (the fixtures without images).
-const EMPTY_INDEX: &[u8] = br#"{"schemaVersion":2,"manifests":[]}"#;
-
 /// Fixture 0: one volume of about 1.3 KB holding a compressible blob (a
 /// config-like JSON) and an incompressible one of 700 bytes.
 fn single() -> &'static Fixture {
@@ -216,7 +221,7 @@ fn single() -> &'static Fixture {
         let text =
             br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
                 .repeat(8);
-        let f = write_fixture(&[(text, None), (noise(700), None)], EMPTY_INDEX, vec![]);
+        let f = write_fixture(&[(text, None), (noise(700), None)], vec![]);
         assert_eq!(f.volumes.len(), 1, "fixture 0 fits one volume");
         f
     })
@@ -228,11 +233,7 @@ fn single() -> &'static Fixture {
 fn spanning() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let f = write_fixture(
-            &[(b"small".to_vec(), None), (noise(70_000), None)],
-            EMPTY_INDEX,
-            vec![],
-        );
+        let f = write_fixture(&[(b"small".to_vec(), None), (noise(70_000), None)], vec![]);
         assert_eq!(f.volumes.len(), 2, "fixture 1 spans two volumes");
         f
     })
@@ -642,12 +643,6 @@ fn image() -> &'static Fixture {
         .into_bytes();
         let md = Digest::of(&manifest);
         let reference = "fuzz/app:1";
-        let index = format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{md}","size":{},"annotations":{{"{}":"{reference}"}}}}]}}"#,
-            oci::OCI_MANIFEST,
-            manifest.len(),
-            oci::REF_NAME
-        );
         let images = vec![Image {
             reference: reference.into(),
             source: format!("registry.fuzz/{reference}"),
@@ -665,7 +660,6 @@ fn image() -> &'static Fixture {
                 (layer, None),
                 (manifest, Some(oci::OCI_MANIFEST)),
             ],
-            index.as_bytes(),
             images,
         );
         assert!(size > 0 && f.volumes.len() == 1, "fixture 2 fits one volume");

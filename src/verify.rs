@@ -549,11 +549,7 @@ fn check_images(m: &BundleManifest, graph: &Graph, report: &mut VerifyReport) {
     for img in &m.images {
         let mut reached = BTreeSet::new();
         let mut problems = Vec::new();
-        let filter: Vec<Platform> = img
-            .platforms
-            .iter()
-            .filter_map(Platform::parse)
-            .collect();
+        let filter: Vec<Platform> = img.platforms.iter().filter_map(Platform::parse).collect();
         let mut stack = vec![(img.digest, img.media_type.clone(), 0usize)];
         while let Some((digest, media_type, depth)) = stack.pop() {
             if !reached.insert(digest) {

@@ -37,7 +37,7 @@ pub(crate) fn write_set(dir: &Path, volume_size: u64, blobs: &[Vec<u8>]) -> Bund
     add(
         &mut w,
         EntryKind::Index,
-        br#"{"schemaVersion":2,"manifests":[]}"#,
+        &crate::oci::layout_index(std::iter::empty()),
     );
     let (volumes, tar_size) = w.finish().unwrap();
     let m = BundleManifest {

@@ -27,7 +27,7 @@ use crate::files::{self, write_atomic};
 use crate::manifest::{
     self, BundleManifest, Compression, Entry, EntryKind, Image, Platforms, Volume,
 };
-use crate::oci::{self, Descriptor, LayoutIndex};
+use crate::oci::{self, Descriptor};
 use crate::sign::SecretKey;
 use crate::source::{BlobSource, FailedImage, Fetcher, Item, Plan, PlannedImage, SourceSpec};
 
@@ -386,24 +386,13 @@ pub async fn write_bundle(
 
 /// The layout's index.json: one entry per image, sorted, with skopeo's ref name.
 fn layout_index<'a>(images: impl Iterator<Item = &'a PlannedImage>) -> Bytes {
-    let index = LayoutIndex {
-        schema_version: 2,
-        media_type: Some(oci::OCI_INDEX.into()),
-        manifests: images
-            .map(|i| Descriptor {
-                media_type: i.top.media_type.clone(),
-                digest: i.top.digest,
-                size: i.top.size,
-                platform: None,
-                annotations: [
-                    (oci::REF_NAME.to_owned(), i.reference.clone()),
-                    (oci::SOURCE_REF.to_owned(), i.source.clone()),
-                ]
-                .into(),
-            })
-            .collect(),
-    };
-    Bytes::from(serde_json::to_vec(&index).expect("index serializes"))
+    Bytes::from(oci::layout_index(images.map(|i| oci::IndexEntry {
+        reference: &i.reference,
+        source: &i.source,
+        media_type: &i.top.media_type,
+        digest: i.top.digest,
+        size: i.top.size,
+    })))
 }
 
 /// Whether `image` needs any of the `failed` blobs.

@@ -18,8 +18,6 @@ pub use fields::is_bundle_id;
 pub const FORMAT_VERSION: u32 = 1;
 /// bundle.json files larger than this are refused before parsing.
 pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
-/// The largest index.json a bundle may declare (thousands of images take a few MB).
-pub const MAX_INDEX_BYTES: u64 = 64 << 20;
 /// The file name of the manifest inside a bundle directory.
 pub const FILE_NAME: &str = "bundle.json";
 /// The file name of its signature.
@@ -241,7 +239,7 @@ impl<'de> Deserialize<'de> for Platforms {
                 while let Some(p) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
                     out.push(&p).map_err(|reason| {
                         serde::de::Error::custom(format!(
-                            "platform {:?}: {reason}",
+                            "platform {}: {reason}",
                             fields::shown(&p)
                         ))
                     })?;
@@ -398,10 +396,16 @@ impl BundleManifest {
                 String::from_utf8_lossy(crate::oci::OCI_LAYOUT_FILE)
             ));
         }
-        if self.entries[last].size > MAX_INDEX_BYTES {
+        let index = self.index_json();
+        let declared = &self.entries[last];
+        if declared.size != index.len() as u64 || declared.digest != Digest::of(&index) {
             return bad(format!(
-                "index.json is declared as {} bytes, more than the {MAX_INDEX_BYTES} accepted",
-                self.entries[last].size
+                "index.json is recorded as {} bytes with digest {}, not the index.json of the \
+                 images bundle.json lists ({} bytes, {})",
+                declared.size,
+                declared.digest,
+                index.len(),
+                Digest::of(&index)
             ));
         }
         if checked_add(pos, crate::archive::TRAILER_LEN)? != self.tar_size {
@@ -419,6 +423,18 @@ impl BundleManifest {
             }
         }
         Ok(())
+    }
+
+    /// The exact index.json bundle writes for these images (see
+    /// [`crate::oci::layout_index`]); the index entry must hold these bytes.
+    pub fn index_json(&self) -> Vec<u8> {
+        crate::oci::layout_index(self.images.iter().map(|i| crate::oci::IndexEntry {
+            reference: &i.reference,
+            source: &i.source,
+            media_type: &i.media_type,
+            digest: i.digest,
+            size: i.size,
+        }))
     }
 
     /// The index.json entry.
@@ -462,6 +478,23 @@ pub(crate) mod tests {
     /// A small consistent manifest: oci-layout, one blob, index.json in one volume.
     pub fn sample() -> BundleManifest {
         let blob = Digest::of(b"blob");
+        let images = vec![Image {
+            reference: "a:b".into(),
+            source: "reg.example/a:b".into(),
+            digest: blob,
+            media_type: crate::oci::OCI_MANIFEST.into(),
+            size: 600,
+            platforms: Platforms::default(),
+            platform_filtered: false,
+            blobs: vec![],
+        }];
+        let index = crate::oci::layout_index(images.iter().map(|i| crate::oci::IndexEntry {
+            reference: &i.reference,
+            source: &i.source,
+            media_type: &i.media_type,
+            digest: i.digest,
+            size: i.size,
+        }));
         let mut entries = vec![];
         let mut pos = 0;
         for (kind, digest, size) in [
@@ -471,7 +504,7 @@ pub(crate) mod tests {
                 crate::oci::OCI_LAYOUT_FILE.len() as u64,
             ),
             (EntryKind::Blob, blob, 600),
-            (EntryKind::Index, Digest::of(b"index"), 200),
+            (EntryKind::Index, Digest::of(&index), index.len() as u64),
         ] {
             entries.push(Entry {
                 kind,
@@ -505,16 +538,7 @@ pub(crate) mod tests {
                 tar_size,
             }],
             entries,
-            images: vec![Image {
-                reference: "a:b".into(),
-                source: "reg.example/a:b".into(),
-                digest: blob,
-                media_type: crate::oci::OCI_MANIFEST.into(),
-                size: 600,
-                platforms: Platforms::default(),
-                platform_filtered: false,
-                blobs: vec![],
-            }],
+            images,
             base_bundle: None,
         }
     }
@@ -553,6 +577,20 @@ pub(crate) mod tests {
         let mut m = sample();
         m.volumes[0].size = m.volume_size + 1;
         assert!(BundleManifest::parse(&m.to_canonical_bytes()).is_err());
+        // index.json is a function of the images: another one is refused,
+        // and so is an oci-layout other than the constant.
+        let mut m = sample();
+        m.entries[2].digest = Digest::of(b"another index.json");
+        assert!(matches!(
+            BundleManifest::parse(&m.to_canonical_bytes()),
+            Err(ManifestError::Inconsistent(e)) if e.contains("not the index.json of the images")
+        ));
+        let mut m = sample();
+        m.entries[0].digest = Digest::of(b"{}");
+        assert!(matches!(
+            BundleManifest::parse(&m.to_canonical_bytes()),
+            Err(ManifestError::Inconsistent(e)) if e.contains("oci-layout")
+        ));
         // Two volumes whose sizes add up past u64: refused, never summed.
         let mut m = sample();
         m.volume_size = u64::MAX;

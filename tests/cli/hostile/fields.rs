@@ -85,7 +85,13 @@ fn signed_strings_outside_their_grammar_are_refused_naming_the_field() {
     fx.write_json(&case, |m| {
         m["images"][0]["platforms"] = serde_json::json!(["linux/amd64\n[[registry]]"]);
     });
-    fx.expect_refused(&case, &["FAILED Signature", "images[0].platforms"]);
+    fx.expect_refused(
+        &case,
+        &[
+            "FAILED Signature",
+            r#"platform "linux/amd64\n[[registry]]""#,
+        ],
+    );
 }
 
 /// `push` of a bundle whose signed id would name a directory outside the

@@ -60,7 +60,7 @@ impl Forge {
 
     /// The genuine entries with the image manifest replaced by `blobs`
     /// (children first; the last is the image's new top, recorded as
-    /// `top_type`), and index.json and bundle.json's image pointing at
+    /// `top_type`), and bundle.json's image (and so index.json) pointing at
     /// that top, so that only the graph inside the blobs can be wrong.
     fn with_top(&self, blobs: Vec<RawEntry>, top_type: &str) -> (Vec<RawEntry>, BundleManifest) {
         let old = self.manifest_index();
@@ -69,18 +69,6 @@ impl Forge {
         let mut entries = self.entries.clone();
         entries.splice(old..=old, blobs.iter().cloned());
 
-        let index_at = entries.len() - 1;
-        let genuine_index = &entries[index_at];
-        let mut index: Value = serde_json::from_slice(
-            &genuine_index.tar[BLOCK as usize..][..genuine_index.size as usize],
-        )
-        .unwrap();
-        let d = &mut index["manifests"][0];
-        d["digest"] = json!(top.digest.to_string());
-        d["size"] = json!(top.size);
-        d["mediaType"] = json!(top_type);
-        entries[index_at] = json_entry(EntryKind::Index, &index, None);
-
         let mut template = self.manifest.clone();
         let img = &mut template.images[0];
         img.digest = top.digest;
@@ -88,6 +76,12 @@ impl Forge {
         img.media_type = top_type.to_owned();
         img.blobs.retain(|d| *d != old_digest);
         img.blobs.extend(blobs.iter().map(|b| b.digest));
+        // index.json is a function of bundle.json's images: made again for them.
+        let index = template.index_json();
+        let path = EntryKind::Index.path(&Digest::of(&index));
+        let mut raw = RawEntry::blob(header(&path, b'0', "", index.len() as u64), &index);
+        raw.kind = EntryKind::Index;
+        *entries.last_mut().expect("index.json is last") = raw;
         (entries, template)
     }
 
