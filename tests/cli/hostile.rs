@@ -30,6 +30,7 @@ use crate::common::*;
 use crate::support::*;
 
 mod graph;
+mod scale;
 
 /// The image the genuine bundle holds.
 const IMAGE: &str = "app/one:1";
