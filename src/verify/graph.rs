@@ -96,8 +96,12 @@ pub(super) struct Graph {
     lies: Vec<SizeLie>,
     platforms: Vec<Platform>,
     platform_ids: HashMap<Platform, u32>,
-    /// Bytes charged against [`GRAPH_BUDGET`].
+    /// Bytes charged against `budget`.
     used: usize,
+    /// Most bytes kept ([`GRAPH_BUDGET`]).
+    budget: usize,
+    /// Most descriptors the walks visit ([`WALK_BUDGET`]).
+    walk_budget: u64,
     /// Set once the budget was exceeded: nothing is kept any more.
     over_budget: bool,
     /// The verified index.json bytes.
@@ -126,6 +130,8 @@ impl Graph {
             platforms: Vec::new(),
             platform_ids: HashMap::new(),
             used: 0,
+            budget: GRAPH_BUDGET,
+            walk_budget: WALK_BUDGET,
             // Entry indices must leave room for the kind code.
             over_budget: m.entries.len() > INDEX_MASK as usize,
             index: None,
@@ -184,7 +190,7 @@ impl Graph {
             problem,
         });
         self.used += self.kept() - before + text;
-        if self.used > GRAPH_BUDGET {
+        if self.used > self.budget {
             self.drop_all();
         }
     }
@@ -331,7 +337,7 @@ pub(super) fn check_images(m: &BundleManifest, graph: &Graph, report: &mut Verif
             format!(
                 "the manifests reference more than the image checks may keep in memory \
                  ({} MiB of descriptors): the images are not checked, the bundle is refused",
-                GRAPH_BUDGET >> 20
+                graph.budget >> 20
             ),
         );
         return;
@@ -353,8 +359,9 @@ pub(super) fn check_images(m: &BundleManifest, graph: &Graph, report: &mut Verif
             refuse(
                 report,
                 format!(
-                    "checking the images would visit more than {WALK_BUDGET} descriptors: \
-                     the images are not checked, the bundle is refused"
+                    "checking the images would visit more than {} descriptors: \
+                     the images are not checked, the bundle is refused",
+                    graph.walk_budget
                 ),
             );
             return;
@@ -502,7 +509,7 @@ impl Walker<'_> {
             }
             let r = ranges(node, previous);
             self.visits += (r.edges.len() + r.absent.len() + r.lies.len()) as u64;
-            if self.visits > WALK_BUDGET {
+            if self.visits > graph.walk_budget {
                 return None;
             }
             let mut platforms = graph.edge_platforms[r.platforms].iter().peekable();
@@ -573,5 +580,74 @@ impl Walker<'_> {
             }
         }
         count != walk.reached
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::tests::sample;
+
+    /// An image manifest naming `n` distinct layers the bundle lacks, each twice.
+    fn manifest_lacking(n: u32) -> Vec<u8> {
+        let layers: Vec<String> = (0..n)
+            .chain(0..n)
+            .map(|i| {
+                let d = Digest::of(&i.to_be_bytes());
+                format!(r#"{{"mediaType":"a/b","digest":"{d}","size":1}}"#)
+            })
+            .collect();
+        format!(r#"{{"schemaVersion":2,"layers":[{}]}}"#, layers.join(",")).into_bytes()
+    }
+
+    /// The sample's image manifest (entry 1) verified with `content`, and the image checks' findings.
+    fn check(graph: &mut Graph, content: Result<&[u8], String>) -> Vec<String> {
+        let m = sample();
+        graph.verified(1);
+        graph.add_manifest(&m, 1, oci::OCI_MANIFEST, content);
+        let mut report = VerifyReport::default();
+        check_images(&m, graph, &mut report);
+        report.findings.into_iter().map(|f| f.message).collect()
+    }
+
+    #[test]
+    fn children_the_bundle_lacks_are_named_once_each() {
+        let mut graph = Graph::new(&sample());
+        let found = check(&mut graph, Ok(&manifest_lacking(3)));
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].contains("which is missing or did not verify"));
+        assert_eq!(graph.absent.len(), 3, "kept once each");
+    }
+
+    #[test]
+    fn past_the_memory_budget_the_bundle_is_refused_not_allocated() {
+        let mut graph = Graph::new(&sample());
+        graph.budget = 10_000;
+        let found = check(&mut graph, Ok(&manifest_lacking(1000)));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("the images are not checked"), "{found:?}");
+        assert!(graph.over_budget && graph.absent.capacity() == 0);
+    }
+
+    #[test]
+    fn past_the_walk_budget_the_bundle_is_refused() {
+        let mut graph = Graph::new(&sample());
+        graph.walk_budget = 2;
+        let found = check(&mut graph, Ok(&manifest_lacking(3)));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("would visit more than 2 descriptors"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_manifest_keeps_a_short_reason() {
+        let long = format!(r#"{{"mediaType":"{}"}}"#, "é".repeat(100_000));
+        let mut graph = Graph::new(&sample());
+        let found = check(&mut graph, Ok(long.as_bytes()));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("is unreadable: content claims media type"));
+        assert!(found[0].len() < 1024, "{}", found[0].len());
     }
 }
