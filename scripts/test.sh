@@ -28,6 +28,7 @@ declare -A PACKAGE_OF=(
   [python3]=python3
   [unshare]=util-linux
   [mount]=mount
+  [/usr/bin/time]=time
 )
 
 stage "Checking the tools the tests need"

@@ -59,7 +59,7 @@ pub struct Descriptor {
 }
 
 /// The platform of an index entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Platform {
     /// CPU architecture (`amd64`, `arm64`, …).
     pub architecture: String,

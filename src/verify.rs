@@ -5,7 +5,9 @@
 //! lists every problem found (checking goes on after the first), each naming
 //! the file, the blob and the images it affects.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod affected;
+mod graph;
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -14,8 +16,12 @@ use crate::archive::reader::{self, CheckOnly, Problem, ProblemKind, Sink};
 use crate::digest::Digest;
 use crate::files::{Links, read_capped};
 use crate::manifest::{self, BundleManifest, Entry, EntryKind};
-use crate::oci::{self, Platform};
+use crate::oci;
+use affected::Affected;
+use graph::{Graph, check_images};
+
 use crate::sign::{self, PublicKey, Signature};
+pub use graph::{GRAPH_BUDGET, MAX_IMAGE_FINDINGS, WALK_BUDGET};
 
 /// The stage a problem was found at, in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -298,6 +304,7 @@ pub fn open(
 /// finding per missing or wrongly sized volume; true when all are present.
 pub fn volumes_present(m: &BundleManifest, dirs: &[PathBuf], report: &mut VerifyReport) -> bool {
     let before = report.findings.len();
+    let mut affected = None;
     for v in &m.volumes {
         let Err(kind) = reader::examine_volume(dirs, v) else {
             continue;
@@ -308,7 +315,8 @@ pub fn volumes_present(m: &BundleManifest, dirs: &[PathBuf], report: &mut Verify
             digest: None,
             kind,
         };
-        report.findings.push(problem_finding(m, &problem));
+        let affected = affected.get_or_insert_with(|| Affected::new(m));
+        report.findings.push(problem_finding(affected, &problem));
     }
     report.findings.len() == before
 }
@@ -334,19 +342,22 @@ pub fn read_into<'a>(
     report.volumes_ok = read.volumes_ok;
     report.entries_ok = read.entries_ok;
     report.bytes_read = read.bytes_read;
-    for p in &read.problems {
-        report.findings.push(problem_finding(m, p));
+    if !read.problems.is_empty() {
+        let affected = Affected::new(m);
+        for p in &read.problems {
+            report.findings.push(problem_finding(&affected, p));
+        }
     }
     if !quick {
         let graph = sink.finish();
         check_images(m, &graph, report);
-        check_index(m, &graph, report);
+        check_index(&graph, report);
     }
     report.findings.sort_by_key(|f| f.stage);
     Ok(())
 }
 
-fn problem_finding(m: &BundleManifest, p: &Problem) -> Finding {
+fn problem_finding(affected: &Affected<'_>, p: &Problem) -> Finding {
     let stage = match p.kind {
         ProblemKind::VolumeMissing
         | ProblemKind::VolumeSize { .. }
@@ -355,20 +366,17 @@ fn problem_finding(m: &BundleManifest, p: &Problem) -> Finding {
         | ProblemKind::VolumeUnreadable { .. } => Stage::Volumes,
         _ => Stage::Blobs,
     };
-    let mut images: BTreeSet<String> = BTreeSet::new();
-    if let Some(d) = &p.digest {
-        images.extend(m.images_needing(d).into_iter().map(str::to_owned));
-    } else if let (
-        Some(v),
-        ProblemKind::VolumeMissing
-        | ProblemKind::VolumeSize { .. }
-        | ProblemKind::VolumeHash { .. },
-    ) = (&p.volume, &p.kind)
-    {
-        for d in digests_in_volume(m, v) {
-            images.extend(m.images_needing(&d).into_iter().map(str::to_owned));
-        }
-    }
+    let images = match (&p.digest, &p.volume, &p.kind) {
+        (Some(d), _, _) => affected.of_blob(d),
+        (
+            None,
+            Some(v),
+            ProblemKind::VolumeMissing
+            | ProblemKind::VolumeSize { .. }
+            | ProblemKind::VolumeHash { .. },
+        ) => affected.of_volume(v),
+        _ => vec![],
+    };
     let message = match &p.entry {
         Some(e) => format!("{e}: {}", p.kind),
         None => p.kind.to_string(),
@@ -377,22 +385,9 @@ fn problem_finding(m: &BundleManifest, p: &Problem) -> Finding {
         stage,
         file: p.volume.clone(),
         blob: p.digest,
-        images: images.into_iter().collect(),
+        images,
         message,
     }
-}
-
-/// Digests of entries with any byte in volume `name`.
-fn digests_in_volume(m: &BundleManifest, name: &str) -> Vec<Digest> {
-    let Some(v) = m.volumes.iter().find(|v| v.name == name) else {
-        return vec![];
-    };
-    let (start, end) = (v.tar_offset, v.tar_offset + v.tar_size);
-    m.entries
-        .iter()
-        .filter(|e| e.tar_offset < end && e.tar_end() > start)
-        .map(|e| e.digest)
-        .collect()
 }
 
 fn check_sums_file(dir: &Path, m: &BundleManifest, report: &mut VerifyReport) {
@@ -420,21 +415,8 @@ fn check_sums_file(dir: &Path, m: &BundleManifest, report: &mut VerifyReport) {
     }
 }
 
-/// What verify learned from the stream: positions and parsed manifests.
-#[derive(Default)]
-struct Graph {
-    /// Entry index of each verified digest.
-    position: HashMap<Digest, usize>,
-    /// Children of each verified manifest (parse errors kept as text).
-    children: HashMap<Digest, Result<oci::Parsed, String>>,
-    /// The verified index.json bytes.
-    index: Option<Vec<u8>>,
-}
-
-/// The largest index.json read (thousands of images take a few MB).
-const MAX_INDEX_JSON: usize = 64 << 20;
-
-struct VerifySink<'a> {
+struct VerifySink<'a, 'm> {
+    m: &'m BundleManifest,
     also: Option<&'a mut dyn Sink>,
     graph: Graph,
     buffer: Vec<u8>,
@@ -442,32 +424,25 @@ struct VerifySink<'a> {
     overflow: bool,
     /// Most bytes kept of the current entry.
     cap: usize,
-    position: HashMap<Digest, usize>,
     progress: &'a mut dyn FnMut(u64, u64),
     total: u64,
 }
 
-impl<'a> VerifySink<'a> {
+impl<'a, 'm> VerifySink<'a, 'm> {
     fn new(
-        m: &BundleManifest,
+        m: &'m BundleManifest,
         progress: &'a mut dyn FnMut(u64, u64),
         total: u64,
         also: Option<&'a mut dyn Sink>,
     ) -> Self {
-        let position = m
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.digest, i))
-            .collect();
         VerifySink {
+            m,
             also,
-            graph: Graph::default(),
+            graph: Graph::new(m),
             buffer: Vec::new(),
             keep: false,
             overflow: false,
             cap: 0,
-            position,
             progress,
             total,
         }
@@ -478,20 +453,18 @@ impl<'a> VerifySink<'a> {
     }
 }
 
-impl Sink for VerifySink<'_> {
+impl Sink for VerifySink<'_, '_> {
     fn start(&mut self, e: &Entry) -> anyhow::Result<()> {
         if let Some(also) = self.also.as_mut() {
             also.start(e)?;
         }
         self.buffer.clear();
         self.overflow = false;
-        self.keep = e.kind == EntryKind::Index
-            || e.media_type.as_deref().is_some_and(oci::is_manifest_like);
-        self.cap = if e.kind == EntryKind::Index {
-            MAX_INDEX_JSON
-        } else {
-            oci::MAX_MANIFEST_SIZE as usize
-        };
+        // index.json is not kept: its bytes are fixed by bundle.json's
+        // images (checked at parse), so its digest says all there is.
+        self.keep =
+            e.kind == EntryKind::Blob && e.media_type.as_deref().is_some_and(oci::is_manifest_like);
+        self.cap = oci::MAX_MANIFEST_SIZE as usize;
         Ok(())
     }
 
@@ -517,20 +490,22 @@ impl Sink for VerifySink<'_> {
         if !verified {
             return Ok(());
         }
-        let pos = self.position[&e.digest];
         match e.kind {
-            EntryKind::Index => self.graph.index = Some(std::mem::take(&mut self.buffer)),
+            EntryKind::Index => self.graph.index_verified = true,
             EntryKind::OciLayout => {}
             EntryKind::Blob => {
-                self.graph.position.insert(e.digest, pos);
+                let Some(pos) = self.graph.blob_index(&e.digest) else {
+                    anyhow::bail!("blob {} is not one of bundle.json's entries", e.digest);
+                };
+                self.graph.verified(pos);
                 if self.keep {
                     let media_type = e.media_type.as_deref().unwrap_or_default();
-                    let parsed = if self.overflow {
+                    let content = if self.overflow {
                         Err(format!("manifest larger than {} bytes", self.cap))
                     } else {
-                        oci::parse(media_type, &self.buffer).map_err(|err| err.to_string())
+                        Ok(&self.buffer[..])
                     };
-                    self.graph.children.insert(e.digest, parsed);
+                    self.graph.add_manifest(self.m, pos, media_type, content);
                 }
             }
         }
@@ -543,158 +518,16 @@ impl Sink for VerifySink<'_> {
     }
 }
 
-/// Every image: all descriptors reachable from its top manifest are present,
-/// verified, written before their parent, and match what bundle.json lists.
-fn check_images(m: &BundleManifest, graph: &Graph, report: &mut VerifyReport) {
-    for img in &m.images {
-        let mut reached = BTreeSet::new();
-        let mut problems = Vec::new();
-        let filter: Vec<Platform> = img.platforms.iter().filter_map(Platform::parse).collect();
-        let mut stack = vec![(img.digest, img.media_type.clone(), 0usize)];
-        while let Some((digest, media_type, depth)) = stack.pop() {
-            if !reached.insert(digest) {
-                continue;
-            }
-            let Some(&pos) = graph.position.get(&digest) else {
-                problems.push((
-                    Some(digest),
-                    format!("needs {digest}, which is missing or did not verify"),
-                ));
-                continue;
-            };
-            if !oci::is_manifest_like(&media_type) {
-                continue;
-            }
-            if depth > 8 {
-                problems.push((Some(digest), "manifests nested too deep".into()));
-                continue;
-            }
-            let parsed = match graph.children.get(&digest) {
-                Some(Ok(p)) => p,
-                Some(Err(e)) => {
-                    problems.push((
-                        Some(digest),
-                        format!("manifest {digest} is unreadable: {e}"),
-                    ));
-                    continue;
-                }
-                None => {
-                    problems.push((Some(digest), format!("{digest} is referenced as {media_type} but bundle.json does not record it as one")));
-                    continue;
-                }
-            };
-            for child in parsed.manifests.iter().chain(&parsed.blobs) {
-                let skipped_platform = img.platform_filtered
-                    && !graph.position.contains_key(&child.digest)
-                    && child
-                        .platform
-                        .as_ref()
-                        .is_some_and(|p| !filter.iter().any(|f| f.selects(p)));
-                if skipped_platform {
-                    continue;
-                }
-                if let Some(&child_pos) = graph.position.get(&child.digest) {
-                    if child_pos > pos {
-                        problems.push((
-                            Some(child.digest),
-                            format!("{} comes after {digest}, which references it", child.digest),
-                        ));
-                    }
-                    let size = m.entries[child_pos].size;
-                    if size != child.size {
-                        problems.push((
-                            Some(child.digest),
-                            format!(
-                                "descriptor in {digest} says {} bytes for {}, the blob has {size}",
-                                child.size, child.digest
-                            ),
-                        ));
-                    }
-                }
-                stack.push((child.digest, child.media_type.clone(), depth + 1));
-            }
-        }
-        let listed: BTreeSet<Digest> = img.blobs.iter().copied().chain([img.digest]).collect();
-        if problems.is_empty() && listed != reached {
-            problems.push((
-                None,
-                "the blobs reachable from its manifest differ from those bundle.json lists".into(),
-            ));
-        }
-        for (blob, message) in problems {
-            report.findings.push(Finding {
-                stage: Stage::Images,
-                file: None,
-                blob,
-                images: vec![img.reference.clone()],
-                message: format!("{}: {message}", img.reference),
-            });
-        }
-    }
-}
-
-/// index.json lists exactly the images of bundle.json, with the same digests.
-fn check_index(m: &BundleManifest, graph: &Graph, report: &mut VerifyReport) {
-    let file = Some("index.json");
-    let Some(bytes) = &graph.index else {
+/// index.json verified. Its bytes are the ones bundle.json's images give
+/// (`BundleManifest::check` compares their digest before any volume is read),
+/// so it lists exactly those images with their digests once its own digest
+/// matched; nothing in it needs parsing.
+fn check_index(graph: &Graph, report: &mut VerifyReport) {
+    if !graph.index_verified {
         report.finding(
             Stage::Index,
-            file,
+            Some("index.json"),
             "index.json is missing or did not verify".into(),
-        );
-        return;
-    };
-    let index: oci::LayoutIndex = match serde_json::from_slice(bytes) {
-        Ok(i) => i,
-        Err(e) => {
-            report.finding(Stage::Index, file, format!("index.json is malformed: {e}"));
-            return;
-        }
-    };
-    let mut listed: BTreeMap<&str, &oci::Descriptor> = BTreeMap::new();
-    for d in &index.manifests {
-        let name = d
-            .annotations
-            .get(oci::REF_NAME)
-            .map(String::as_str)
-            .unwrap_or("");
-        if listed.insert(name, d).is_some() {
-            report.finding(
-                Stage::Index,
-                file,
-                format!("index.json lists {name:?} twice"),
-            );
-        }
-    }
-    for img in &m.images {
-        match listed.remove(img.reference.as_str()) {
-            None => report.finding(
-                Stage::Index,
-                file,
-                format!("index.json does not list {}", img.reference),
-            ),
-            Some(d)
-                if d.digest != img.digest
-                    || d.media_type != img.media_type
-                    || d.size != img.size =>
-            {
-                report.finding(
-                    Stage::Index,
-                    file,
-                    format!(
-                        "index.json says {} is {} ({}), bundle.json says {} ({})",
-                        img.reference, d.digest, d.media_type, img.digest, img.media_type
-                    ),
-                );
-            }
-            Some(_) => {}
-        }
-    }
-    for name in listed.keys() {
-        report.finding(
-            Stage::Index,
-            file,
-            format!("index.json lists {name:?}, which bundle.json does not"),
         );
     }
 }

@@ -625,10 +625,15 @@ impl<'m> Cursor<'m> {
         self.frame_start = (volume, offset, self.pos);
     }
 
-    /// The offset of the first frame of the next entry starting in `volume` after `consumed`.
+    /// The offset of the first frame of the next entry starting in `volume`
+    /// after `consumed`. Entries are in volume order (they tile the stream,
+    /// checked by `BundleManifest::check`): the search stops at the first
+    /// entry of a later volume, and every search starts where the last one
+    /// stopped, so a volume's entries are looked at once in all.
     fn next_frame_in_volume(&mut self, volume: usize, consumed: u64) -> Option<u64> {
         let next = self.entries()[self.idx.min(self.entries().len())..]
             .iter()
+            .take_while(|e| e.volume as usize <= volume)
             .enumerate()
             .find(|(_, e)| e.volume as usize == volume && e.frame_offset >= consumed)
             .map(|(k, e)| (self.idx + k, e.frame_offset, e.tar_offset));

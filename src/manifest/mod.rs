@@ -442,15 +442,6 @@ impl BundleManifest {
         self.entries.last().expect("checked: at least two entries")
     }
 
-    /// Images that need `digest`.
-    pub fn images_needing(&self, digest: &Digest) -> Vec<&str> {
-        self.images
-            .iter()
-            .filter(|i| i.digest == *digest || i.blobs.contains(digest))
-            .map(|i| i.reference.as_str())
-            .collect()
-    }
-
     /// Total size of all entries' content.
     pub fn content_size(&self) -> u64 {
         self.entries.iter().map(|e| e.size).sum()

@@ -229,9 +229,10 @@ pub fn push(
     // A manifest refused for want of a child although everything verified: the
     // registry will not hold that image (a sparse index made with --platform,
     // on a registry that checks every child). The others are still tagged.
+    let refused: BTreeSet<Digest> = read.refused.iter().map(|(d, _)| *d).collect();
     let blocked: Vec<bool> = mapped
         .iter()
-        .map(|img| read.refused.iter().any(|(d, _)| img.needs.contains(d)))
+        .map(|img| img.needs.iter().any(|d| refused.contains(d)))
         .collect();
     out.refused = read.refused.into_iter().map(|(_, why)| why).collect();
     let taggable: Vec<Mapped> = mapped

@@ -36,6 +36,10 @@ pub(super) const CHUNK: usize = 4 << 20;
 /// Most bytes per streamed `PATCH` of a large blob (nothing is buffered; the
 /// limit keeps each request within what proxies in front of registries allow).
 const STREAM_CHUNK: u64 = 64 << 20;
+/// Most bytes of pushed manifests kept for the tags; past it a tag's
+/// manifest is read back from the target (so no bundle makes push hold
+/// every manifest it pushed).
+const MAX_KEPT_MANIFESTS: usize = 64 << 20;
 
 /// One read of the volumes with the uploader attached.
 pub(super) struct Reading<'a> {
@@ -63,7 +67,7 @@ impl Reading<'_> {
             registry: self.registry.clone(),
             stats: Arc::new(Mutex::new(stats.clone())),
             refused: Arc::new(Mutex::new(Vec::new())),
-            pushed: Arc::new(Mutex::new(HashMap::new())),
+            pushed: Arc::new(Mutex::new(Kept::default())),
             jobs: self.jobs.max(1),
         };
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -87,7 +91,7 @@ impl Reading<'_> {
         uploaded?;
         read?;
         let refused = std::mem::take(&mut *ctx.refused.lock().unwrap_or_else(|p| p.into_inner()));
-        let pushed = std::mem::take(&mut *ctx.pushed.lock().unwrap_or_else(|p| p.into_inner()));
+        let pushed = std::mem::take(&mut lock(&ctx.pushed).manifests);
         Ok(Outcome { refused, pushed })
     }
 }
@@ -96,7 +100,7 @@ impl Reading<'_> {
 pub(super) struct Outcome {
     /// Manifests the target refused for want of a child, with why.
     pub refused: Vec<(Digest, String)>,
-    /// The bytes of every manifest pushed (tags reuse them).
+    /// The bytes of manifests pushed, up to [`MAX_KEPT_MANIFESTS`] (tags reuse them).
     pub pushed: HashMap<Digest, Bytes>,
 }
 
@@ -194,7 +198,7 @@ struct Ctx {
     /// bundle, an error if the bundle verified.
     refused: Arc<Mutex<Vec<(Digest, String)>>>,
     /// Manifests pushed, by digest.
-    pushed: Arc<Mutex<HashMap<Digest, Bytes>>>,
+    pushed: Arc<Mutex<Kept>>,
     /// Tasks at once.
     jobs: usize,
 }
@@ -353,10 +357,12 @@ async fn push_manifest(
             }
         }
     }
-    ctx.pushed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(digest, bytes);
+    let mut kept = lock(&ctx.pushed);
+    if kept.bytes + bytes.len() <= MAX_KEPT_MANIFESTS {
+        kept.bytes += bytes.len();
+        kept.manifests.insert(digest, bytes);
+    }
+    drop(kept);
     let _ = finished.send(true);
     Ok(())
 }
@@ -563,6 +569,13 @@ async fn copy_within(
         .with_context(|| format!("copying {digest} from {from} to {to}"))
 }
 
-fn lock(stats: &Mutex<PushStats>) -> MutexGuard<'_, PushStats> {
-    stats.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(shared: &Mutex<T>) -> MutexGuard<'_, T> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The manifests pushed that the tags may reuse, and their bytes in all.
+#[derive(Default)]
+struct Kept {
+    manifests: HashMap<Digest, Bytes>,
+    bytes: usize,
 }

@@ -24,7 +24,7 @@ use crate::common::*;
 use crate::support::*;
 
 /// A tar entry of `kind` holding `value` as JSON, recorded with `media_type`.
-fn json_entry(kind: EntryKind, value: &Value, media_type: Option<&str>) -> RawEntry {
+pub(super) fn json_entry(kind: EntryKind, value: &Value, media_type: Option<&str>) -> RawEntry {
     let body = serde_json::to_vec(value).unwrap();
     let path = kind.path(&Digest::of(&body));
     let mut raw = RawEntry::blob(header(&path, b'0', "", body.len() as u64), &body);
@@ -34,18 +34,18 @@ fn json_entry(kind: EntryKind, value: &Value, media_type: Option<&str>) -> RawEn
 }
 
 /// A JSON blob (a manifest or an index) recorded with `media_type`.
-fn json_blob(value: &Value, media_type: &str) -> RawEntry {
+pub(super) fn json_blob(value: &Value, media_type: &str) -> RawEntry {
     json_entry(EntryKind::Blob, value, Some(media_type))
 }
 
 /// A descriptor of `raw` as `media_type`.
-fn descriptor(raw: &RawEntry, media_type: &str) -> Value {
+pub(super) fn descriptor(raw: &RawEntry, media_type: &str) -> Value {
     json!({"mediaType": media_type, "digest": raw.digest.to_string(), "size": raw.size})
 }
 
 impl Forge {
     /// The position of the genuine image manifest among the entries.
-    fn manifest_index(&self) -> usize {
+    pub(super) fn manifest_index(&self) -> usize {
         self.entries
             .iter()
             .position(|e| e.media_type.as_deref() == Some(oci::OCI_MANIFEST))
@@ -53,7 +53,7 @@ impl Forge {
     }
 
     /// The genuine image manifest, as JSON.
-    fn image_manifest(&self) -> Value {
+    pub(super) fn image_manifest(&self) -> Value {
         let raw = &self.entries[self.manifest_index()];
         serde_json::from_slice(&raw.tar[BLOCK as usize..][..raw.size as usize]).unwrap()
     }
@@ -76,12 +76,6 @@ impl Forge {
         img.media_type = top_type.to_owned();
         img.blobs.retain(|d| *d != old_digest);
         img.blobs.extend(blobs.iter().map(|b| b.digest));
-        // index.json is a function of bundle.json's images: made again for them.
-        let index = template.index_json();
-        let path = EntryKind::Index.path(&Digest::of(&index));
-        let mut raw = RawEntry::blob(header(&path, b'0', "", index.len() as u64), &index);
-        raw.kind = EntryKind::Index;
-        *entries.last_mut().expect("index.json is last") = raw;
         (entries, template)
     }
 
