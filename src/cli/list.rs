@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::output::{errln, outln};
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
-use crate::manifest::{self, BundleManifest, Volume};
+use crate::manifest::{self, BundleManifest, Platforms, Volume};
 use crate::verify::{self, VerifyReport};
 
 /// Arguments of `bundle list`.
@@ -40,7 +40,7 @@ struct ImageRow<'a> {
     reference: &'a str,
     digest: String,
     media_type: &'a str,
-    platforms: Vec<&'a str>,
+    platforms: &'a Platforms,
     size: u64,
 }
 
@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             reference: &i.reference,
             digest: i.digest.to_string(),
             media_type: &i.media_type,
-            platforms: i.platforms.iter().collect(),
+            platforms: &i.platforms,
             size: i
                 .blobs
                 .iter()
@@ -118,11 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         "SIZE"
     );
     for i in &listing.images {
-        let platforms = if i.platforms.is_empty() {
-            "-".to_owned()
-        } else {
-            i.platforms.join(",")
-        };
+        let platforms = platforms_column(i.platforms);
         outln!(
             "{:<50} {:<20} {:<36} {:>10}",
             i.reference,
@@ -151,4 +147,28 @@ fn short_digest(digest: &str) -> &str {
         .nth("sha256:".len() + 12)
         .map_or(digest.len(), |(i, _)| i);
     &digest[..end]
+}
+
+/// The platforms as the table shows them: joined with `,`, the list cut
+/// after about 60 characters with how many more there are (`--json` has
+/// them all), `-` for none.
+fn platforms_column(platforms: &Platforms) -> String {
+    const WIDTH: usize = 60;
+    let mut shown = String::new();
+    let mut more = 0usize;
+    for p in platforms.iter() {
+        if more > 0 || shown.len() + p.len() > WIDTH {
+            more += 1;
+            continue;
+        }
+        if !shown.is_empty() {
+            shown.push(',');
+        }
+        shown.push_str(p);
+    }
+    match (shown.is_empty(), more) {
+        (true, 0) => "-".to_owned(),
+        (_, 0) => shown,
+        (_, n) => format!("{shown},… (+{n})"),
+    }
 }

@@ -123,7 +123,7 @@ fn reading_bar(json: bool) -> indicatif::ProgressBar {
 /// Prints `value` as pretty JSON on stdout, control and formatting
 /// characters in its strings escaped as `\uXXXX`.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    output::out_json(&serde_json::to_string_pretty(value)?);
+    output::out_json_value(value);
     Ok(())
 }
 

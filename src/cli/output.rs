@@ -109,9 +109,55 @@ pub fn err_line(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{}", escape(line));
 }
 
-/// Prints serialized JSON, escaped by [`escape_json`], and a line break on stdout.
-pub fn out_json(json: &str) {
-    write_stdout(&format!("{}\n", escape_json(json)));
+/// Serializes `value` as pretty JSON straight to stdout (escaped as
+/// [`escape_json`] does, and a line break): no copy of the whole text is
+/// held, however large the report. Write failures are remembered as for
+/// every other stdout write.
+pub fn out_json_value<T: serde::Serialize>(value: &T) {
+    if STDOUT_ERROR.get().is_some() {
+        return;
+    }
+    let mut w = JsonEscaper {
+        out: io::BufWriter::with_capacity(64 << 10, io::stdout().lock()),
+        pending: Vec::new(),
+    };
+    let written = serde_json::to_writer_pretty(&mut w, value)
+        .map_err(io::Error::from)
+        .and_then(|()| w.write_all(b"\n"))
+        .and_then(|()| w.flush());
+    if let Err(e) = written {
+        let _ = STDOUT_ERROR.set(e);
+    }
+}
+
+/// A writer for serialized JSON that escapes [`is_unsafe`] characters from
+/// DEL up as `\uXXXX` on the way through (a character cut between two writes
+/// waits in `pending`).
+struct JsonEscaper<W: Write> {
+    out: W,
+    pending: Vec<u8>,
+}
+
+impl<W: Write> Write for JsonEscaper<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(text) => text.len(),
+            // Invalid bytes (serde_json writes none) go through as they are.
+            Err(e) if e.error_len().is_some() => self.pending.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        let text = String::from_utf8_lossy(&self.pending[..valid]);
+        self.out.write_all(escape_json(&text).as_bytes())?;
+        self.pending.drain(..valid);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.pending)?;
+        self.pending.clear();
+        self.out.flush()
+    }
 }
 
 /// The error that stopped output to stdout, unless it was a closed pipe
@@ -245,5 +291,26 @@ mod tests {
     fn json_without_unsafe_characters_is_kept() {
         let text = "{\n  \"a\": \"caf\u{e9}\\u001b\"\n}";
         assert!(matches!(escape_json(text), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn json_escaping_holds_across_writes_that_cut_a_character() {
+        let json = serde_json::to_string(&"a\u{202e}b\u{85}c\u{e9}").unwrap();
+        let mut w = JsonEscaper {
+            out: Vec::new(),
+            pending: Vec::new(),
+        };
+        for byte in json.as_bytes() {
+            w.write_all(std::slice::from_ref(byte)).unwrap();
+        }
+        w.flush().unwrap();
+        let text = String::from_utf8(w.out).unwrap();
+        assert_eq!(text, escape_json(&json));
+        assert!(
+            text.contains("\\u202e") && text.contains("\\u0085"),
+            "{text}"
+        );
+        let back: String = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, "a\u{202e}b\u{85}c\u{e9}");
     }
 }
