@@ -235,28 +235,62 @@ pub struct IndexEntry<'a> {
     pub size: u64,
 }
 
-/// The exact bytes of the index.json bundle writes for `images`: a pure
-/// function of what bundle.json records, so a reader can check index.json
-/// against bundle.json by its digest alone, without parsing it.
+/// Writes the exact bytes of the index.json bundle writes for `images` (a
+/// [`LayoutIndex`] as serde_json writes it, compact) into `out`, one
+/// descriptor at a time: a pure function of what bundle.json records, so a
+/// reader can check index.json against bundle.json by its digest alone,
+/// without parsing it, and without holding the whole text.
+pub fn write_layout_index<'a>(
+    images: impl Iterator<Item = IndexEntry<'a>>,
+    mut out: impl std::io::Write,
+) -> std::io::Result<()> {
+    out.write_all(b"{\"schemaVersion\":2,\"mediaType\":")?;
+    serde_json::to_writer(&mut out, OCI_INDEX)?;
+    out.write_all(b",\"manifests\":[")?;
+    for (n, i) in images.enumerate() {
+        if n > 0 {
+            out.write_all(b",")?;
+        }
+        let descriptor = Descriptor {
+            media_type: i.media_type.to_owned(),
+            digest: i.digest,
+            size: i.size,
+            platform: None,
+            annotations: [
+                (REF_NAME.to_owned(), i.reference.to_owned()),
+                (SOURCE_REF.to_owned(), i.source.to_owned()),
+            ]
+            .into(),
+        };
+        serde_json::to_writer(&mut out, &descriptor)?;
+    }
+    out.write_all(b"]}")
+}
+
+/// The bytes [`write_layout_index`] writes.
 pub fn layout_index<'a>(images: impl Iterator<Item = IndexEntry<'a>>) -> Vec<u8> {
-    let index = LayoutIndex {
-        schema_version: 2,
-        media_type: Some(OCI_INDEX.into()),
-        manifests: images
-            .map(|i| Descriptor {
-                media_type: i.media_type.to_owned(),
-                digest: i.digest,
-                size: i.size,
-                platform: None,
-                annotations: [
-                    (REF_NAME.to_owned(), i.reference.to_owned()),
-                    (SOURCE_REF.to_owned(), i.source.to_owned()),
-                ]
-                .into(),
-            })
-            .collect(),
-    };
-    serde_json::to_vec(&index).expect("index serializes")
+    let mut out = Vec::new();
+    write_layout_index(images, &mut out).expect("writing to memory");
+    out
+}
+
+/// The digest and size of what [`write_layout_index`] writes, without
+/// holding it.
+pub fn layout_index_digest<'a>(images: impl Iterator<Item = IndexEntry<'a>>) -> (Digest, u64) {
+    struct Hashing(crate::digest::Hasher);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hashing(crate::digest::Hasher::new());
+    write_layout_index(images, &mut h).expect("hashing");
+    let len = h.0.len();
+    (h.0.finish(), len)
 }
 
 /// The `oci-layout` file's exact bytes.
@@ -265,6 +299,45 @@ pub const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_layout_index_is_what_serde_writes_for_a_layout_index() {
+        for n in [0usize, 1, 3] {
+            let names: Vec<String> = (0..n).map(|i| format!("app/x:{i}\u{e9}\"")).collect();
+            let entries = || {
+                names.iter().map(|r| IndexEntry {
+                    reference: r,
+                    source: "reg.example/app/x:1",
+                    media_type: OCI_MANIFEST,
+                    digest: Digest::of(r.as_bytes()),
+                    size: 7,
+                })
+            };
+            let whole = LayoutIndex {
+                schema_version: 2,
+                media_type: Some(OCI_INDEX.into()),
+                manifests: entries()
+                    .map(|i| Descriptor {
+                        media_type: i.media_type.to_owned(),
+                        digest: i.digest,
+                        size: i.size,
+                        platform: None,
+                        annotations: [
+                            (REF_NAME.to_owned(), i.reference.to_owned()),
+                            (SOURCE_REF.to_owned(), i.source.to_owned()),
+                        ]
+                        .into(),
+                    })
+                    .collect(),
+            };
+            let bytes = layout_index(entries());
+            assert_eq!(bytes, serde_json::to_vec(&whole).unwrap());
+            assert_eq!(
+                layout_index_digest(entries()),
+                (Digest::of(&bytes), bytes.len() as u64)
+            );
+        }
+    }
 
     fn d(n: u8) -> String {
         format!("sha256:{}", hex::encode([n; 32]))

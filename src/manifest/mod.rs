@@ -396,16 +396,13 @@ impl BundleManifest {
                 String::from_utf8_lossy(crate::oci::OCI_LAYOUT_FILE)
             ));
         }
-        let index = self.index_json();
+        let (digest, size) = crate::oci::layout_index_digest(self.index_entries());
         let declared = &self.entries[last];
-        if declared.size != index.len() as u64 || declared.digest != Digest::of(&index) {
+        if declared.size != size || declared.digest != digest {
             return bad(format!(
                 "index.json is recorded as {} bytes with digest {}, not the index.json of the \
-                 images bundle.json lists ({} bytes, {})",
-                declared.size,
-                declared.digest,
-                index.len(),
-                Digest::of(&index)
+                 images bundle.json lists ({size} bytes, {digest})",
+                declared.size, declared.digest,
             ));
         }
         if checked_add(pos, crate::archive::TRAILER_LEN)? != self.tar_size {
@@ -428,13 +425,18 @@ impl BundleManifest {
     /// The exact index.json bundle writes for these images (see
     /// [`crate::oci::layout_index`]); the index entry must hold these bytes.
     pub fn index_json(&self) -> Vec<u8> {
-        crate::oci::layout_index(self.images.iter().map(|i| crate::oci::IndexEntry {
+        crate::oci::layout_index(self.index_entries())
+    }
+
+    /// The images as index.json lists them.
+    fn index_entries(&self) -> impl Iterator<Item = crate::oci::IndexEntry<'_>> {
+        self.images.iter().map(|i| crate::oci::IndexEntry {
             reference: &i.reference,
             source: &i.source,
             media_type: &i.media_type,
             digest: i.digest,
             size: i.size,
-        }))
+        })
     }
 
     /// The index.json entry.
