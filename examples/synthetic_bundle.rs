@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::Context;
 use bundle::archive::writer::{MIN_VOLUME_SIZE, VolumeWriter};
 use bundle::digest::Digest;
-use bundle::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image};
+use bundle::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, Platforms};
 use bundle::oci;
 use serde_json::{Value, json};
 
@@ -133,7 +133,6 @@ fn main() -> anyhow::Result<()> {
 
     // Every tag: an index (a third) or an image manifest, with all it needs.
     let mut images = Vec::new();
-    let mut index_json = Vec::new();
     for t in 0..tags {
         let reference = format!("bench/repo-{}:tag-{t}", t % 500);
         let needs_manifest = |m: usize, blobs: &mut Vec<Digest>| {
@@ -166,22 +165,25 @@ fn main() -> anyhow::Result<()> {
         blobs.push(top.digest);
         blobs.sort();
         blobs.dedup();
-        let mut d = top.descriptor();
-        d["annotations"] = json!({oci::REF_NAME: reference});
-        index_json.push(d);
         images.push(Image {
             source: format!("registry.example:5000/{reference}"),
             reference,
             digest: top.digest,
             media_type: top.media_type.to_owned(),
             size: top.bytes.len() as u64,
-            platforms,
+            platforms: Platforms::from_strings(&platforms).map_err(anyhow::Error::msg)?,
             platform_filtered: false,
             blobs,
         });
     }
-    let index_json = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": oci::OCI_INDEX,
-                                               "manifests": index_json}))?;
+    // index.json is what bundle writes for these images (bundle.json's check requires it).
+    let index_json = oci::layout_index(images.iter().map(|i: &Image| oci::IndexEntry {
+        reference: &i.reference,
+        source: &i.source,
+        media_type: &i.media_type,
+        digest: i.digest,
+        size: i.size,
+    }));
 
     let dir = out.join("bundle");
     std::fs::create_dir_all(&dir)?;

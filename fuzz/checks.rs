@@ -18,6 +18,9 @@ use bundle::archive::{BLOCK, TRAILER_LEN};
 use bundle::digest::Digest;
 use bundle::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, volume_name};
 use bundle::oci;
+use bundle::push::{
+    self, Destination, ExistingTags, ImageResult, PushOptions, RepoLayout, TagOutcome,
+};
 use bundle::registry::fuzzing::{
     AuthfileError, Challenge, Lookup, lookup_authfile, next_page, parse_challenge,
     parse_link_header, parse_token_response,
@@ -40,6 +43,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("link_header", link_header),
     ("auth_json", auth_json),
     ("signed_bundle", signed_bundle),
+    ("mirror_config", mirror_config),
 ];
 
 /// `BundleManifest::parse` never panics; what it accepts has entries that
@@ -146,8 +150,16 @@ type Blob = (Vec<u8>, Option<&'static str>);
 /// Writes `oci-layout`, `blobs` and `index.json` with the real volume writer
 /// into volumes of [`MIN_VOLUME_SIZE`], as
 /// `src/archive/roundtrip_tests.rs::write_set` does, and keeps the manifest
-/// and the bytes of every volume.
-fn write_fixture(blobs: &[Blob], index: &[u8], images: Vec<Image>) -> Fixture {
+/// and the bytes of every volume. index.json is the one bundle writes for
+/// `images` (`oci::layout_index`).
+fn write_fixture(blobs: &[Blob], images: Vec<Image>) -> Fixture {
+    let index = &oci::layout_index(images.iter().map(|i| oci::IndexEntry {
+        reference: &i.reference,
+        source: &i.source,
+        media_type: &i.media_type,
+        digest: i.digest,
+        size: i.size,
+    }))[..];
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let volume_size = MIN_VOLUME_SIZE;
     let mut w = VolumeWriter::new(dir.path(), volume_size, 3).expect("opening the writer");
@@ -177,10 +189,10 @@ fn write_fixture(blobs: &[Blob], index: &[u8], images: Vec<Image>) -> Fixture {
     let (volumes, tar_size) = w.finish().expect("finishing the volumes");
     let manifest = BundleManifest {
         format_version: 1,
-        bundle_id: "fuzz".into(),
+        bundle_id: "0123456789abcdef0123456789abcdef".into(),
         created: "2026-01-01T00:00:00Z".into(),
         tool: "fuzz".into(),
-        source: "fuzz".into(),
+        source: "oci:/fuzz".into(),
         compression: Compression {
             algorithm: "zstd".into(),
             level: 3,
@@ -201,9 +213,6 @@ fn write_fixture(blobs: &[Blob], index: &[u8], images: Vec<Image>) -> Fixture {
     Fixture { manifest, volumes }
 }
 
-/// An empty layout index (the fixtures without images).
-const EMPTY_INDEX: &[u8] = br#"{"schemaVersion":2,"manifests":[]}"#;
-
 /// Fixture 0: one volume of about 1.3 KB holding a compressible blob (a
 /// config-like JSON) and an incompressible one of 700 bytes.
 fn single() -> &'static Fixture {
@@ -212,7 +221,7 @@ fn single() -> &'static Fixture {
         let text =
             br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
                 .repeat(8);
-        let f = write_fixture(&[(text, None), (noise(700), None)], EMPTY_INDEX, vec![]);
+        let f = write_fixture(&[(text, None), (noise(700), None)], vec![]);
         assert_eq!(f.volumes.len(), 1, "fixture 0 fits one volume");
         f
     })
@@ -224,11 +233,7 @@ fn single() -> &'static Fixture {
 fn spanning() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let f = write_fixture(
-            &[(b"small".to_vec(), None), (noise(70_000), None)],
-            EMPTY_INDEX,
-            vec![],
-        );
+        let f = write_fixture(&[(b"small".to_vec(), None), (noise(70_000), None)], vec![]);
         assert_eq!(f.volumes.len(), 2, "fixture 1 spans two volumes");
         f
     })
@@ -638,19 +643,13 @@ fn image() -> &'static Fixture {
         .into_bytes();
         let md = Digest::of(&manifest);
         let reference = "fuzz/app:1";
-        let index = format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{md}","size":{},"annotations":{{"{}":"{reference}"}}}}]}}"#,
-            oci::OCI_MANIFEST,
-            manifest.len(),
-            oci::REF_NAME
-        );
         let images = vec![Image {
             reference: reference.into(),
-            source: format!("fuzz/{reference}"),
+            source: format!("registry.fuzz/{reference}"),
             digest: md,
             media_type: oci::OCI_MANIFEST.into(),
             size: manifest.len() as u64,
-            platforms: vec![],
+            platforms: Default::default(),
             platform_filtered: false,
             blobs: vec![cd, ld, md],
         }];
@@ -661,7 +660,6 @@ fn image() -> &'static Fixture {
                 (layer, None),
                 (manifest, Some(oci::OCI_MANIFEST)),
             ],
-            index.as_bytes(),
             images,
         );
         assert!(size > 0 && f.volumes.len() == 1, "fixture 2 fits one volume");
@@ -696,8 +694,9 @@ pub fn signed_bundle_input(bundle_json: &[u8], volumes: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// Splits a [`signed_bundle_input`] into bundle.json and the volumes.
-fn split_signed_input(mut data: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
+/// Splits a [`signed_bundle_input`] into bundle.json and the volumes (also
+/// used by the CLI tests, which run the commands over the corpus).
+pub fn split_signed_input(mut data: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
     let mut parts = vec![];
     while data.len() >= 2 && parts.len() <= MAX_SIGNED_VOLUMES {
         let len = usize::from(u16::from_le_bytes([data[0], data[1]]));
@@ -851,4 +850,191 @@ pub fn signed_bundle_outcome(data: &[u8]) -> Option<bool> {
         "extract wrote beside the layout: {names:?}"
     );
     Some(ok)
+}
+
+/// Where `mirror_config` maps the images: a fixed destination.
+const MIRROR_TO: &str = "reg.internal:5000/mirror";
+
+/// The mirror configuration of any bundle.json that `BundleManifest::parse`
+/// accepts and `push::map_images` maps to [`MIRROR_TO`].
+///
+/// Invariants: `push::mirror_config` refuses exactly when the source or the
+/// target of an image from a registry is not a valid image reference; when
+/// it accepts, every byte of the three files is printable ASCII or a line
+/// end, mapping.txt has one `repository@digest=target` line per registry
+/// image, and imagedigestmirrorset.yaml and registries.conf, read back by
+/// independent parsers (yaml-rust2, toml), hold one document with exactly
+/// the expected keys and one mirror entry per source repository, with the
+/// values given (the object name a DNS-1123 name).
+pub fn mirror_config(data: &[u8]) {
+    mirror_config_outcome(data);
+}
+
+/// [`mirror_config`], returning whether the files were built (`None` when
+/// bundle.json is refused or its images cannot be mapped).
+pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
+    let manifest = BundleManifest::parse(data).ok()?;
+    let opts = PushOptions {
+        destination: Destination::parse(MIRROR_TO).expect("a valid destination"),
+        layout: RepoLayout::Nested,
+        existing_tags: ExistingTags::Overwrite,
+        mount_from: Vec::new(),
+        jobs: 1,
+    };
+    let mapped = push::map_images(&manifest, &opts).ok()?;
+    let images: Vec<ImageResult> = mapped
+        .into_iter()
+        .map(|image| ImageResult {
+            target: push::target_name(opts.destination.host(), &image),
+            image,
+            tag: TagOutcome::Created,
+        })
+        .collect();
+
+    // What the files must say, from the reference grammar alone.
+    let repository = |r: &ImageReference| match &r.host {
+        Some(host) => format!("{host}/{}", r.repository),
+        None => r.repository.clone(),
+    };
+    let mut lines = Vec::new();
+    let mut repos = std::collections::BTreeMap::new();
+    let mut valid = true;
+    for r in images
+        .iter()
+        .filter(|r| !r.image.source.starts_with("oci:"))
+    {
+        match (
+            ImageReference::from_str(&r.image.source),
+            ImageReference::from_str(&r.target),
+        ) {
+            (Ok(source), Ok(target)) => {
+                let source = repository(&source);
+                lines.push(format!("{source}@{}={}", r.image.digest, r.target));
+                repos.insert(source, repository(&target));
+            }
+            _ => valid = false,
+        }
+    }
+    let files = match push::mirror_config(&images, &manifest.bundle_id) {
+        Ok(files) => files,
+        Err(e) => {
+            assert!(!valid, "refused valid references: {e}");
+            return Some(false);
+        }
+    };
+    assert!(valid, "built a configuration from an invalid reference");
+    if repos.is_empty() {
+        assert!(files.is_empty(), "a configuration without a registry image");
+        return Some(true);
+    }
+    let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        names,
+        [
+            "mapping.txt",
+            "imagedigestmirrorset.yaml",
+            "registries.conf"
+        ]
+    );
+    for (name, text) in &files {
+        assert!(
+            text.bytes()
+                .all(|b| b == b'\n' || (b' '..=b'~').contains(&b)),
+            "{name} holds more than printable ASCII lines:\n{text}"
+        );
+    }
+    assert_eq!(files[0].1.lines().collect::<Vec<_>>(), lines, "mapping.txt");
+
+    let docs = yaml_rust2::YamlLoader::load_from_str(&files[1].1)
+        .unwrap_or_else(|e| panic!("the YAML does not parse: {e}\n{}", files[1].1));
+    let docs: Vec<serde_json::Value> = docs.iter().map(yaml_to_json).collect();
+    let [idms] = docs.as_slice() else {
+        panic!("{} YAML documents:\n{}", docs.len(), files[1].1);
+    };
+    let name = idms["metadata"]["name"].as_str().unwrap_or_default();
+    assert!(
+        is_dns_1123(name) && name.starts_with("bundle"),
+        "name {name:?}"
+    );
+    if manifest.bundle_id.len() == 32
+        && manifest
+            .bundle_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        assert_eq!(name, format!("bundle-{}", &manifest.bundle_id[..12]));
+    }
+    let mirrors: Vec<_> = repos
+        .iter()
+        .map(|(source, target)| serde_json::json!({"source": source, "mirrors": [target]}))
+        .collect();
+    assert_eq!(
+        *idms,
+        serde_json::json!({
+            "apiVersion": "config.openshift.io/v1",
+            "kind": "ImageDigestMirrorSet",
+            "metadata": {"name": name},
+            "spec": {"imageDigestMirrors": mirrors},
+        }),
+        "imagedigestmirrorset.yaml:\n{}",
+        files[1].1
+    );
+
+    let conf: toml::Table = files[2]
+        .1
+        .parse()
+        .unwrap_or_else(|e| panic!("the TOML does not parse: {e}\n{}", files[2].1));
+    let registries: Vec<_> = repos
+        .iter()
+        .map(|(source, target)| {
+            serde_json::json!({
+                "prefix": source,
+                "location": source,
+                "mirror-by-digest-only": true,
+                "mirror": [{"location": target}],
+            })
+        })
+        .collect();
+    assert_eq!(
+        serde_json::to_value(conf).expect("TOML as JSON"),
+        serde_json::json!({"registry": registries}),
+        "registries.conf:\n{}",
+        files[2].1
+    );
+    Some(true)
+}
+
+/// A node read by yaml-rust2 as JSON; numbers, nulls and aliases (which
+/// the writer never makes) as a string that matches no expected value.
+fn yaml_to_json(node: &yaml_rust2::Yaml) -> serde_json::Value {
+    use serde_json::Value;
+    use yaml_rust2::Yaml;
+    match node {
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(yaml_to_json).collect()),
+        Yaml::Hash(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| match k {
+                    Yaml::String(key) => (key.clone(), yaml_to_json(v)),
+                    other => panic!("a YAML key that is not a string: {other:?}"),
+                })
+                .collect(),
+        ),
+        other => Value::String(format!("<not a string: {other:?}>")),
+    }
+}
+
+/// Whether `name` is a Kubernetes object name (a DNS-1123 subdomain).
+fn is_dns_1123(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.iter()
+                    .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
 }

@@ -60,6 +60,7 @@ pub fn extract(
     if let Some(m) = m.filter(|m| verify::volumes_present(m, dirs, &mut report)) {
         sink.blobs_dir = prepare_layout(layout)?;
         check_conflicts(layout, &m)?;
+        check_space(&sink.blobs_dir, &m)?;
         let read = verify::read_into(&m, dirs, progress, Some(&mut sink), &mut report);
         sink.discard_current();
         read?;
@@ -89,7 +90,7 @@ fn read_layout_index(layout: &Path) -> anyhow::Result<serde_json::Value> {
             serde_json::json!({"schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": []}),
         );
     }
-    let bytes = crate::files::read_capped(&index_path, 64 << 20)?;
+    let bytes = crate::files::read_capped(&index_path, 64 << 20, crate::files::Links::Refuse)?;
     serde_json::from_slice(&bytes).with_context(|| format!("reading {}", index_path.display()))
 }
 
@@ -136,29 +137,26 @@ fn check_conflicts(layout: &Path, m: &BundleManifest) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses, before any volume is read, a layout whose file system cannot
+/// hold the blobs it lacks (and index.json): a full disk is found out now,
+/// not after hours of reading.
+fn check_space(blobs_dir: &Path, m: &BundleManifest) -> anyhow::Result<()> {
+    let needed: u64 = m
+        .entries
+        .iter()
+        .filter(|e| e.kind != EntryKind::Blob || !blobs_dir.join(e.digest.hex()).exists())
+        // Each file takes whole blocks of the file system (4 KiB on most).
+        .map(|e| e.size.div_ceil(4096).saturating_mul(4096))
+        .fold(0, u64::saturating_add);
+    crate::files::ensure_space(blobs_dir, needed, "extract")
+}
+
 /// Checks (or makes) the layout's directories: real directories, never links.
 /// The directories above the layout named in its path must not be links
 /// either: one planted there would carry the layout somewhere else, so the
 /// real path must be given instead.
 fn prepare_layout(layout: &Path) -> anyhow::Result<PathBuf> {
-    for above in layout
-        .ancestors()
-        .skip(1)
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        if fs::symlink_metadata(above).is_ok_and(|m| m.file_type().is_symlink()) {
-            let real = fs::canonicalize(above)
-                .map(|r| r.join(layout.strip_prefix(above).unwrap_or(layout)))
-                .map(|r| r.display().to_string())
-                .unwrap_or_else(|_| "a dangling link".into());
-            bail!(
-                "{} is a symbolic link, so {} would lie elsewhere ({real}); \
-                 extract writes only through real directories: give the real path",
-                above.display(),
-                layout.display()
-            );
-        }
-    }
+    crate::files::refuse_links_above(layout)?;
     for dir in [
         layout.to_owned(),
         layout.join("blobs"),
@@ -173,9 +171,8 @@ fn prepare_layout(layout: &Path) -> anyhow::Result<PathBuf> {
             }
             Ok(m) if !m.is_dir() => bail!("{} exists and is not a directory", dir.display()),
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::files::create_dir(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?,
             Err(e) => return Err(e).with_context(|| format!("examining {}", dir.display())),
         }
     }
@@ -221,7 +218,7 @@ fn publish_index(layout: &Path, bundle_index: &[u8]) -> anyhow::Result<usize> {
     }
     let layout_file = layout.join("oci-layout");
     if layout_file.exists() {
-        let bytes = crate::files::read_capped(&layout_file, 4096)?;
+        let bytes = crate::files::read_capped(&layout_file, 4096, crate::files::Links::Refuse)?;
         let v: serde_json::Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("reading {}", layout_file.display()))?;
         if v["imageLayoutVersion"] != "1.0.0" {
@@ -294,6 +291,8 @@ impl Sink for LayoutSink {
                 .create_new(true)
                 .open(&tmp)
                 .with_context(|| format!("creating {}", tmp.display()))?;
+            crate::files::set_file_mode(&file)
+                .with_context(|| format!("setting the mode of {}", tmp.display()))?;
             self.current = Some((BufWriter::with_capacity(256 * 1024, file), tmp));
         }
         Ok(())

@@ -13,7 +13,9 @@
 //! - [`create`] and [`verify`]: the two halves of the product; [`extract`]
 //!   writes a verified OCI layout.
 //! - [`cli`]: argument parsing, progress, human and `--json` output, exit codes.
-//! - [`digest`], [`oci`]: content digests and OCI descriptor walking.
+//! - [`digest`], [`oci`]: content digests and OCI descriptor walking; [`files`]:
+//!   non-blocking opens of untrusted files, atomic writes; [`text`]: characters
+//!   that never reach a terminal raw.
 
 pub mod archive;
 pub mod cli;
@@ -27,4 +29,5 @@ pub mod push;
 pub mod registry;
 pub mod sign;
 pub mod source;
+pub mod text;
 pub mod verify;

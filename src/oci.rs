@@ -221,6 +221,44 @@ pub struct LayoutIndex {
     pub manifests: Vec<Descriptor>,
 }
 
+/// One image as a layout's index.json lists it.
+pub struct IndexEntry<'a> {
+    /// Its ref name (`org.opencontainers.image.ref.name`).
+    pub reference: &'a str,
+    /// Its full source reference ([`SOURCE_REF`]).
+    pub source: &'a str,
+    /// The top manifest's media type, digest and size.
+    pub media_type: &'a str,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+/// The exact bytes of the index.json bundle writes for `images`: a pure
+/// function of what bundle.json records, so a reader can check index.json
+/// against bundle.json by its digest alone, without parsing it.
+pub fn layout_index<'a>(images: impl Iterator<Item = IndexEntry<'a>>) -> Vec<u8> {
+    let index = LayoutIndex {
+        schema_version: 2,
+        media_type: Some(OCI_INDEX.into()),
+        manifests: images
+            .map(|i| Descriptor {
+                media_type: i.media_type.to_owned(),
+                digest: i.digest,
+                size: i.size,
+                platform: None,
+                annotations: [
+                    (REF_NAME.to_owned(), i.reference.to_owned()),
+                    (SOURCE_REF.to_owned(), i.source.to_owned()),
+                ]
+                .into(),
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&index).expect("index serializes")
+}
+
 /// The `oci-layout` file's exact bytes.
 pub const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 

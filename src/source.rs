@@ -14,7 +14,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use globset::{Glob, GlobMatcher};
 
 use crate::digest::{Digest, Hasher};
-use crate::files::read_capped;
+use crate::files::{Links, read_capped};
 use crate::oci::{self, Descriptor, Platform};
 use crate::registry::{ImageReference, Registry, RegistryError};
 
@@ -352,14 +352,38 @@ pub async fn enumerate(
         (Fetcher::Layout(dir), None) => layout_images(dir)?,
     };
     wanted.retain(|w| filters.selects(&w.repo, &w.reference));
+    for w in &wanted {
+        check_name(w)?;
+    }
     wanted.sort_by_key(Wanted::ref_name);
     wanted.dedup_by_key(|w| w.ref_name());
     Ok(wanted)
 }
 
+/// Refuses a repository or tag name outside the distribution grammar (a
+/// registry or layout index listing one): bundle.json carries only names a
+/// registry can hold, and the receiving side refuses any other.
+fn check_name(w: &Wanted) -> anyhow::Result<()> {
+    let repo_ok = w.repo.is_empty() || crate::registry::is_valid_repository(&w.repo);
+    let reference_ok = crate::registry::is_valid_tag(&w.reference)
+        || w.reference.parse::<crate::digest::Digest>().is_ok()
+        || (w.repo.is_empty() && crate::registry::is_valid_repository(&w.reference));
+    if !repo_ok || !reference_ok {
+        bail!(
+            "the source names an image {:?} (repository {:?}, tag {:?}) outside the distribution \
+             grammar (lowercase repository components, tags [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}); \
+             leave it out with --exclude",
+            w.ref_name(),
+            w.repo,
+            w.reference
+        );
+    }
+    Ok(())
+}
+
 fn layout_images(dir: &Path) -> anyhow::Result<Vec<Wanted>> {
     let path = dir.join("index.json");
-    let bytes = read_capped(&path, oci::MAX_MANIFEST_SIZE * 16)?;
+    let bytes = read_capped(&path, oci::MAX_MANIFEST_SIZE * 16, Links::Follow)?;
     let index: oci::LayoutIndex =
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
     let mut out = Vec::new();
@@ -557,7 +581,7 @@ impl Fetcher {
             Fetcher::Layout(dir) => {
                 let d = expected.context("layout manifests are read by descriptor")?;
                 let path = dir.join(d.digest.layout_path());
-                let bytes = read_capped(&path, oci::MAX_MANIFEST_SIZE)?;
+                let bytes = read_capped(&path, oci::MAX_MANIFEST_SIZE, Links::Follow)?;
                 let digest = Digest::of(&bytes);
                 (Bytes::from(bytes), d.media_type.clone(), digest)
             }

@@ -8,14 +8,13 @@
 mod affected;
 mod graph;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::archive::reader::{self, CheckOnly, Problem, ProblemKind, Sink};
 use crate::digest::Digest;
-use crate::files::read_capped;
+use crate::files::{Links, read_capped};
 use crate::manifest::{self, BundleManifest, Entry, EntryKind};
 use crate::oci;
 use affected::Affected;
@@ -78,6 +77,9 @@ pub struct VerifyReport {
     pub source: Option<String>,
     /// Whether only volume hashes were checked.
     pub quick: bool,
+    /// Whether the volumes were read and the blobs, images and index.json
+    /// checked (false when extract or push stopped at a missing volume).
+    pub read: bool,
     /// Volumes listed / matching.
     pub volumes: usize,
     /// Volumes whose size and sha256 matched.
@@ -132,9 +134,10 @@ impl Trust {
         }
     }
 
-    /// The trusted key with this id.
-    fn find(&self, id: sign::KeyId) -> Option<&PublicKey> {
-        self.keys.iter().find(|k| k.key_id() == id)
+    /// The trusted keys with this id (two keys may share one: the id is
+    /// only 64 bits, and a file may be given twice).
+    fn with_id(&self, id: sign::KeyId) -> Vec<&PublicKey> {
+        self.keys.iter().filter(|k| k.key_id() == id).collect()
     }
 }
 
@@ -150,7 +153,7 @@ pub fn read_signed_manifest(
     if !dir.is_dir() {
         anyhow::bail!("{} is not a directory", dir.display());
     }
-    let bytes = match read_capped(&path, manifest::MAX_MANIFEST_BYTES) {
+    let bytes = match read_capped(&path, manifest::MAX_MANIFEST_BYTES, Links::Refuse) {
         Ok(b) => b,
         Err(e) => {
             report.finding(
@@ -172,7 +175,8 @@ pub fn read_signed_manifest(
             return Ok(None);
         }
     };
-    let Some(key) = trust.find(signature.key_id()) else {
+    let candidates = trust.with_id(signature.key_id());
+    if candidates.is_empty() {
         let trusted: Vec<String> = trust.keys.iter().map(|k| k.key_id().to_string()).collect();
         report.finding(
             Stage::Signature,
@@ -184,13 +188,31 @@ pub fn read_signed_manifest(
             ),
         );
         return Ok(None);
+    }
+    // Every trusted key with the signature's id is tried; the first one's
+    // error is reported if none verifies.
+    let mut first_error = None;
+    let mut signer = None;
+    for key in candidates {
+        match sign::verify(key, &bytes, &signature) {
+            Ok(_) => {
+                signer = Some(key);
+                break;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let Some(key) = signer else {
+        report.key_id = signature.key_id().to_string();
+        if let Some(e) = first_error {
+            report.finding(Stage::Signature, Some(manifest::FILE_NAME), error_chain(&e));
+        }
+        return Ok(None);
     };
     report.key_id = key.key_id().to_string();
     report.demo_key = key.is_demo();
-    if let Err(e) = sign::verify(key, &bytes, &signature) {
-        report.finding(Stage::Signature, Some(manifest::FILE_NAME), error_chain(&e));
-        return Ok(None);
-    }
     let m = match BundleManifest::parse(&bytes) {
         Ok(m) => m,
         Err(e) => {
@@ -284,18 +306,8 @@ pub fn volumes_present(m: &BundleManifest, dirs: &[PathBuf], report: &mut Verify
     let before = report.findings.len();
     let mut affected = None;
     for v in &m.volumes {
-        let kind = match reader::locate_volume(dirs, &v.name) {
-            None => ProblemKind::VolumeMissing,
-            Some(path) => match std::fs::metadata(&path) {
-                Ok(meta) if meta.len() == v.size => continue,
-                Ok(meta) => ProblemKind::VolumeSize {
-                    expected: v.size,
-                    found: meta.len(),
-                },
-                Err(e) => ProblemKind::VolumeUnreadable {
-                    reason: e.to_string(),
-                },
-            },
+        let Err(kind) = reader::examine_volume(dirs, v) else {
+            continue;
         };
         let problem = Problem {
             volume: Some(v.name.clone()),
@@ -326,6 +338,7 @@ pub fn read_into<'a>(
     } else {
         reader::read_bundle(m, dirs, true, &mut sink)?
     };
+    report.read = true;
     report.volumes_ok = read.volumes_ok;
     report.entries_ok = read.entries_ok;
     report.bytes_read = read.bytes_read;
@@ -338,7 +351,7 @@ pub fn read_into<'a>(
     if !quick {
         let graph = sink.finish();
         check_images(m, &graph, report);
-        check_index(m, &graph, report);
+        check_index(&graph, report);
     }
     report.findings.sort_by_key(|f| f.stage);
     Ok(())
@@ -380,7 +393,7 @@ fn problem_finding(affected: &Affected<'_>, p: &Problem) -> Finding {
 fn check_sums_file(dir: &Path, m: &BundleManifest, report: &mut VerifyReport) {
     let expected = manifest::sha256sums(&m.volumes);
     let path = dir.join(manifest::SUMS_FILE_NAME);
-    if !path.exists() {
+    if std::fs::symlink_metadata(&path).is_err() {
         report.warnings.push(format!(
             "{} is missing (only needed by sha256sum -c)",
             manifest::SUMS_FILE_NAME
@@ -389,7 +402,7 @@ fn check_sums_file(dir: &Path, m: &BundleManifest, report: &mut VerifyReport) {
     }
     // Never larger than the signed list it repeats (plus slack): a huge one
     // is not read, only reported.
-    match read_capped(&path, expected.len() as u64 + 4096) {
+    match read_capped(&path, expected.len() as u64 + 4096, Links::Refuse) {
         Ok(found) if found == expected.as_bytes() => {}
         Ok(_) => report.warnings.push(format!(
             "{} disagrees with the signed bundle.json (bundle.json is what is trusted)",
@@ -401,9 +414,6 @@ fn check_sums_file(dir: &Path, m: &BundleManifest, report: &mut VerifyReport) {
         )),
     }
 }
-
-/// The largest index.json read (thousands of images take a few MB).
-const MAX_INDEX_JSON: usize = 64 << 20;
 
 struct VerifySink<'a, 'm> {
     m: &'m BundleManifest,
@@ -450,13 +460,11 @@ impl Sink for VerifySink<'_, '_> {
         }
         self.buffer.clear();
         self.overflow = false;
-        self.keep = e.kind == EntryKind::Index
-            || e.media_type.as_deref().is_some_and(oci::is_manifest_like);
-        self.cap = if e.kind == EntryKind::Index {
-            MAX_INDEX_JSON
-        } else {
-            oci::MAX_MANIFEST_SIZE as usize
-        };
+        // index.json is not kept: its bytes are fixed by bundle.json's
+        // images (checked at parse), so its digest says all there is.
+        self.keep =
+            e.kind == EntryKind::Blob && e.media_type.as_deref().is_some_and(oci::is_manifest_like);
+        self.cap = oci::MAX_MANIFEST_SIZE as usize;
         Ok(())
     }
 
@@ -483,7 +491,7 @@ impl Sink for VerifySink<'_, '_> {
             return Ok(());
         }
         match e.kind {
-            EntryKind::Index => self.graph.index = Some(std::mem::take(&mut self.buffer)),
+            EntryKind::Index => self.graph.index_verified = true,
             EntryKind::OciLayout => {}
             EntryKind::Blob => {
                 let Some(pos) = self.graph.blob_index(&e.digest) else {
@@ -510,68 +518,16 @@ impl Sink for VerifySink<'_, '_> {
     }
 }
 
-/// index.json lists exactly the images of bundle.json, with the same digests.
-fn check_index(m: &BundleManifest, graph: &Graph, report: &mut VerifyReport) {
-    let file = Some("index.json");
-    let Some(bytes) = &graph.index else {
+/// index.json verified. Its bytes are the ones bundle.json's images give
+/// (`BundleManifest::check` compares their digest before any volume is read),
+/// so it lists exactly those images with their digests once its own digest
+/// matched; nothing in it needs parsing.
+fn check_index(graph: &Graph, report: &mut VerifyReport) {
+    if !graph.index_verified {
         report.finding(
             Stage::Index,
-            file,
+            Some("index.json"),
             "index.json is missing or did not verify".into(),
-        );
-        return;
-    };
-    let index: oci::LayoutIndex = match serde_json::from_slice(bytes) {
-        Ok(i) => i,
-        Err(e) => {
-            report.finding(Stage::Index, file, format!("index.json is malformed: {e}"));
-            return;
-        }
-    };
-    let mut listed: BTreeMap<&str, &oci::Descriptor> = BTreeMap::new();
-    for d in &index.manifests {
-        let name = d
-            .annotations
-            .get(oci::REF_NAME)
-            .map(String::as_str)
-            .unwrap_or("");
-        if listed.insert(name, d).is_some() {
-            report.finding(
-                Stage::Index,
-                file,
-                format!("index.json lists {name:?} twice"),
-            );
-        }
-    }
-    for img in &m.images {
-        match listed.remove(img.reference.as_str()) {
-            None => report.finding(
-                Stage::Index,
-                file,
-                format!("index.json does not list {}", img.reference),
-            ),
-            Some(d)
-                if d.digest != img.digest
-                    || d.media_type != img.media_type
-                    || d.size != img.size =>
-            {
-                report.finding(
-                    Stage::Index,
-                    file,
-                    format!(
-                        "index.json says {} is {} ({}), bundle.json says {} ({})",
-                        img.reference, d.digest, d.media_type, img.digest, img.media_type
-                    ),
-                );
-            }
-            Some(_) => {}
-        }
-    }
-    for name in listed.keys() {
-        report.finding(
-            Stage::Index,
-            file,
-            format!("index.json lists {name:?}, which bundle.json does not"),
         );
     }
 }

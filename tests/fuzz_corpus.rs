@@ -48,6 +48,25 @@ fn bundle_json_corpus() {
     replay("bundle_json", checks::bundle_json);
 }
 
+/// The corpus file `fuzz/corpus/<target>/<name>` holds exactly `data`, the
+/// seed as the fixtures make it today; `BUNDLE_WRITE_SEEDS=1` writes it so.
+fn seed_file_matches(target: &str, name: &str, data: &[u8]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+        .join(name);
+    if std::env::var_os("BUNDLE_WRITE_SEEDS").is_some() {
+        std::fs::write(&path, data).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+    let file = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        file == data,
+        "{} is not the seed the fixtures make now; write it again with \
+         BUNDLE_WRITE_SEEDS=1 cargo test --test fuzz_corpus",
+        path.display()
+    );
+}
+
 #[test]
 fn volume_reader_corpus() {
     replay("volume_reader", checks::volume_reader);
@@ -59,6 +78,7 @@ fn volume_reader_corpus() {
 #[test]
 fn volume_reader_fixture_seeds() {
     for (name, data) in checks::volume_reader_seeds() {
+        seed_file_matches("volume_reader", &name, &data);
         let outcome = checks::volume_reader_outcome(&data).expect("seeds are not empty");
         let clean = name.contains("clean");
         assert_eq!(outcome.changed, !clean, "{name}: {outcome:?}");
@@ -106,12 +126,37 @@ fn signed_bundle_corpus() {
     replay("signed_bundle", checks::signed_bundle);
 }
 
+#[test]
+fn mirror_config_corpus() {
+    replay("mirror_config", checks::mirror_config);
+}
+
+/// The `mirror_config` seeds reach what they are for: the `registry-` ones
+/// build the three files, the `bad-source-` ones are refused (by
+/// `mirror_config`, or by `BundleManifest::parse` once it checks sources),
+/// and the `hostile-id-` ones build them (or are refused at parse).
+#[test]
+fn mirror_config_seeds_reach_the_writer() {
+    for path in corpus("mirror_config") {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let outcome = checks::mirror_config_outcome(&std::fs::read(&path).unwrap());
+        if name.starts_with("registry-") {
+            assert_eq!(outcome, Some(true), "{name}");
+        } else if name.starts_with("bad-source-") {
+            assert_ne!(outcome, Some(true), "{name}");
+        } else {
+            assert_ne!(outcome, Some(false), "{name}");
+        }
+    }
+}
+
 /// The `signed_bundle` seeds as the current writer makes them: the `clean`
 /// ones verify and extract, the edited ones are refused (so the target
 /// reaches the deep checks and is not refused at the signature).
 #[test]
 fn signed_bundle_fixture_seeds() {
     for (name, data) in checks::signed_bundle_seeds() {
+        seed_file_matches("signed_bundle", &name, &data);
         let ok = checks::signed_bundle_outcome(&data).expect("seeds hold a bundle.json");
         assert_eq!(ok, name.ends_with("-clean"), "{name}");
     }

@@ -10,7 +10,6 @@
 //! push all consume entries through a [`Sink`], so all three check the same way.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -115,17 +114,27 @@ pub enum ProblemKind {
         /// Where the frame starts in the volume.
         offset: u64,
     },
-    /// A frame does not start where bundle.json says.
+    /// An entry's header is not at the start of the frame bundle.json records
+    /// for it: another volume, another compressed offset, or another archive
+    /// offset (the frame starts elsewhere in the tar stream).
     #[error(
-        "frame at compressed offset {found} where bundle.json records {expected} in {expected_volume}"
+        "entry header found in the frame at compressed offset {found} of {found_volume} \
+         (archive offset {found_tar}), where bundle.json records compressed offset {expected} \
+         of {expected_volume} (archive offset {expected_tar})"
     )]
     FrameOffset {
         /// Recorded offset.
         expected: u64,
         /// Recorded volume.
         expected_volume: String,
-        /// Where it was.
+        /// Recorded archive offset of the entry's header.
+        expected_tar: u64,
+        /// Where the frame holding the header starts.
         found: u64,
+        /// The volume it is in.
+        found_volume: String,
+        /// The archive offset at which that frame starts.
+        found_tar: u64,
     },
     /// The tar header is not the one bundle writes for this entry.
     #[error(
@@ -196,9 +205,39 @@ pub struct ReadReport {
     pub bytes_read: u64,
 }
 
-/// Where to find volume files: the bundle directory first, then others (one per medium).
+/// Where to find volume files: the bundle directory first, then others (one
+/// per medium). The first directory holding anything under that name wins;
+/// whether it is a regular file is for [`examine_volume`] to say.
 pub fn locate_volume(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
-    dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
+}
+
+/// Finds volume `v` and checks, without reading it, that it is a regular
+/// file (not a link, FIFO, device, …) of its recorded size. `Ok(path)` when
+/// it may be read; else what is wrong.
+pub fn examine_volume(dirs: &[PathBuf], v: &Volume) -> Result<PathBuf, ProblemKind> {
+    let path = locate_volume(dirs, &v.name).ok_or(ProblemKind::VolumeMissing)?;
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| ProblemKind::VolumeUnreadable {
+        reason: e.to_string(),
+    })?;
+    if !meta.is_file() {
+        return Err(ProblemKind::VolumeUnreadable {
+            reason: format!(
+                "{} is {}, not a regular file",
+                path.display(),
+                crate::files::kind_name(meta.file_type())
+            ),
+        });
+    }
+    if meta.len() != v.size {
+        return Err(ProblemKind::VolumeSize {
+            expected: v.size,
+            found: meta.len(),
+        });
+    }
+    Ok(path)
 }
 
 /// Reads every volume once. With `deep`, decompresses and checks every entry,
@@ -212,30 +251,22 @@ pub fn read_bundle(
     sink: &mut dyn Sink,
 ) -> anyhow::Result<ReadReport> {
     let mut report = ReadReport::default();
+    // A volume that is not a regular file of its recorded size is not read
+    // at all, except one that is short: what it holds is read (never past
+    // its declared size) so the entries it still has are named.
     let mut present = Vec::new();
     for v in &manifest.volumes {
-        let problem = |kind| Problem {
-            volume: Some(v.name.clone()),
-            entry: None,
-            digest: None,
-            kind,
+        let readable = match examine_volume(dirs, v) {
+            Ok(path) => Some(path),
+            Err(kind) => {
+                let short =
+                    matches!(kind, ProblemKind::VolumeSize { expected, found } if found < expected);
+                let path = locate_volume(dirs, &v.name).filter(|_| short);
+                report.problems.push(vproblem(v, kind));
+                path
+            }
         };
-        match locate_volume(dirs, &v.name) {
-            None => {
-                report.problems.push(problem(ProblemKind::VolumeMissing));
-                present.push(None);
-            }
-            Some(path) => {
-                let found = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                if found != v.size {
-                    report.problems.push(problem(ProblemKind::VolumeSize {
-                        expected: v.size,
-                        found,
-                    }));
-                }
-                present.push(Some(path));
-            }
-        }
+        present.push(readable.map(|path| (path, v.size)));
     }
     report.problems.extend(extra_volumes(manifest, dirs));
 
@@ -334,26 +365,29 @@ enum Msg {
     End(usize, io::Result<Digest>),
 }
 
-/// The reading thread: each present volume once, hashed as it is read.
-fn read_volumes(paths: &[Option<PathBuf>], tx: mpsc::SyncSender<Msg>) {
+/// The reading thread: each present volume once, hashed as it is read, never
+/// past its declared size.
+fn read_volumes(paths: &[Option<(PathBuf, u64)>], tx: mpsc::SyncSender<Msg>) {
     for (i, path) in paths.iter().enumerate() {
-        let Some(path) = path else { continue };
+        let Some((path, size)) = path else { continue };
         if tx.send(Msg::Start(i)).is_err() {
             return;
         }
-        let result = read_one(path, &tx);
+        let result = read_one(path, *size, &tx);
         if tx.send(Msg::End(i, result)).is_err() {
             return;
         }
     }
 }
 
-fn read_one(path: &Path, tx: &mpsc::SyncSender<Msg>) -> io::Result<Digest> {
-    let mut file = File::open(path)?;
+fn read_one(path: &Path, size: u64, tx: &mpsc::SyncSender<Msg>) -> io::Result<Digest> {
+    let file = crate::files::open_regular(path, crate::files::Links::Refuse)
+        .map_err(|e| io::Error::other(format!("{e:#}")))?;
     // Read once, front to back: ask for more read-ahead, and let go of pages
     // already hashed so a large bundle does not churn the page cache. Advice
     // only: a filesystem that ignores it changes nothing.
     let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
+    let mut file = file.take(size);
     let mut hasher = Hasher::new();
     let mut since_drop = 0;
     loop {
@@ -369,7 +403,7 @@ fn read_one(path: &Path, tx: &mpsc::SyncSender<Msg>) -> io::Result<Digest> {
         }
         since_drop += filled;
         if filled == 0 || since_drop >= DROP_EVERY {
-            let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+            let _ = rustix::fs::fadvise(file.get_ref(), 0, None, rustix::fs::Advice::DontNeed);
             since_drop = 0;
         }
         if filled == 0 {
@@ -707,7 +741,10 @@ impl<'m> Cursor<'m> {
             return Some(ProblemKind::FrameOffset {
                 expected: e.frame_offset,
                 expected_volume: crate::manifest::volume_name(e.volume as usize),
+                expected_tar: e.tar_offset,
                 found: offset,
+                found_volume: crate::manifest::volume_name(volume),
+                found_tar: tar,
             });
         }
         None

@@ -37,15 +37,15 @@ pub(crate) fn write_set(dir: &Path, volume_size: u64, blobs: &[Vec<u8>]) -> Bund
     add(
         &mut w,
         EntryKind::Index,
-        br#"{"schemaVersion":2,"manifests":[]}"#,
+        &crate::oci::layout_index(std::iter::empty()),
     );
     let (volumes, tar_size) = w.finish().unwrap();
     let m = BundleManifest {
         format_version: 1,
-        bundle_id: "test".into(),
+        bundle_id: "0123456789abcdef0123456789abcdef".into(),
         created: "2026-01-01T00:00:00Z".into(),
         tool: "test".into(),
-        source: "test".into(),
+        source: "oci:/test".into(),
         compression: Compression {
             algorithm: "zstd".into(),
             level: 3,

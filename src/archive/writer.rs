@@ -71,6 +71,21 @@ pub enum WriteError {
         /// Bytes declared.
         expected: u64,
     },
+    /// The file system has not enough room for the next volume; nothing of it
+    /// was written, so the same command resumes once there is room.
+    #[error(
+        "not enough space for {}: it needs up to {needed} bytes and the file system has {free} free; \
+         make room (or move the bundle to a larger disk) and run the same command again to resume",
+        path.display()
+    )]
+    NoSpace {
+        /// The volume that was about to be created.
+        path: PathBuf,
+        /// Bytes it may need.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
     /// Writing or compressing a volume failed.
     #[error("writing {path}")]
     Io {
@@ -172,6 +187,10 @@ pub struct VolumeWriter {
     current: Option<OpenVolume>,
     closed: Vec<Volume>,
     tar_pos: u64,
+    /// The tar stream's expected total size, if known: before each volume
+    /// is opened, the file system must have room for what is left of it (at
+    /// most a whole volume).
+    expected_tar_size: Option<u64>,
 }
 
 impl VolumeWriter {
@@ -193,7 +212,24 @@ impl VolumeWriter {
             current: None,
             closed: Vec::new(),
             tar_pos: 0,
+            expected_tar_size: None,
         })
+    }
+
+    /// Checks free space before each new volume against what is left of a
+    /// tar stream of `tar_size` bytes in all (capped at one volume), so a
+    /// full disk stops the run cleanly between entries, resumable, rather
+    /// than failing in the middle of a volume.
+    pub fn expect_tar_size(&mut self, tar_size: u64) {
+        self.expected_tar_size = Some(tar_size);
+    }
+
+    /// The free space a new volume needs: what is left of the stream, with
+    /// room for zstd's worst case, at most a whole volume.
+    fn space_for_next_volume(&self) -> Option<u64> {
+        let left = self.expected_tar_size?.saturating_sub(self.tar_pos);
+        let bound = left.saturating_add(left / 64).saturating_add(64 << 10);
+        Some(bound.min(self.volume_size))
     }
 
     /// Carries on writing volumes left by an interrupted run: `closed` are the
@@ -452,6 +488,15 @@ impl VolumeWriter {
         }
         let index = self.closed.len();
         let path = self.dir.join(volume_name(index));
+        if let Some(needed) = self.space_for_next_volume() {
+            let free = crate::files::free_space(&self.dir).map_err(|e| WriteError::Io {
+                path: self.dir.clone(),
+                source: io::Error::other(format!("{e:#}")),
+            })?;
+            if free < needed {
+                return Err(WriteError::NoSpace { path, needed, free });
+            }
+        }
         let file = File::create(&path).map_err(|source| WriteError::Io {
             path: path.clone(),
             source,

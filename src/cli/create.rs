@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::options::{RegistryArgs, parse_jobs, parse_size};
+use super::output::{errln, outln};
 use super::{EXIT_OK, EXIT_PARTIAL, human_bytes, print_json};
 use crate::create::{self, CreateOptions, Event};
 use crate::registry::Registry;
@@ -136,7 +137,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         ProgressBar::hidden()
     };
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar.set_message(format!("enumerating {}", spec.describe()));
+    bar.set_message(
+        super::output::escape(&format!("enumerating {}", spec.describe())).into_owned(),
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -178,9 +181,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                         human_bytes(bytes)
                     );
                     if bar.is_hidden() {
-                        eprintln!("{line}");
+                        errln!("{line}");
                     } else {
-                        bar.println(line);
+                        bar.println(super::output::escape(&line));
                     }
                     bar.inc(bytes);
                 }
@@ -205,10 +208,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Ok(code);
     }
     for w in &report.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     let on_disk: u64 = report.volumes.iter().map(|v| v.size).sum();
-    println!(
+    outln!(
         "bundle {} written to {}: {} images, {} blobs, {} in {} volume(s) ({} on disk)",
         report.bundle_id,
         report.out.display(),
@@ -218,18 +221,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         report.volumes.len(),
         human_bytes(on_disk),
     );
-    println!(
+    outln!(
         "bundle.json {} signed by key {}",
         report.manifest_digest,
         key.key_id()
     );
     if !report.failed.is_empty() {
-        eprintln!(
+        errln!(
             "PARTIAL: {} image(s) left out (--keep-going); the bundle holds only the others:",
             report.failed.len()
         );
         for f in &report.failed {
-            eprintln!("  {}: {}", f.reference, f.reason);
+            errln!("  {}: {}", f.reference, f.reason);
         }
     }
     Ok(code)
@@ -260,7 +263,8 @@ fn load_key(
             return Some(Zeroizing::new(p.to_string_lossy().into_owned()));
         }
         if std::io::stdin().is_terminal() {
-            let prompt = format!("Password for {}: ", path.display());
+            let prompt =
+                super::output::escape(&format!("Password for {}: ", path.display())).into_owned();
             return rpassword::prompt_password(prompt).ok().map(Zeroizing::new);
         }
         None

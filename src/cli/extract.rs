@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::options::BundleArgs;
+use super::output::outln;
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, print_json};
 use crate::extract;
 
@@ -35,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     } else {
         super::verify::print_human(&report.verify);
         if report.published {
-            println!(
+            outln!(
                 "extracted into {}: {} images added, {} blobs written, {} already there",
                 report.layout.display(),
                 report.images_added,
@@ -43,8 +44,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 report.blobs_present
             );
         } else {
-            println!(
-                "nothing published: {} has no new index.json entries",
+            outln!(
+                "nothing published: the bundle did not verify, so {} has no new index.json entries",
                 report.layout.display()
             );
         }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::EXIT_OK;
+use super::output::outln;
 use crate::sign;
 
 /// Arguments of `bundle keygen`.
@@ -22,14 +23,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let (secret, public) = sign::write_key_pair(&args.out, args.force)
         .with_context(|| format!("writing the key pair {}", args.out.display()))?;
     let key = sign::PublicKey::from_file(&public)?;
-    println!(
+    outln!(
         "secret key: {} (keep it on this host, mode 0600)",
         secret.display()
     );
-    println!(
+    outln!(
         "public key: {} (hand it to the disconnected side)",
         public.display()
     );
-    println!("key id:     {}", key.key_id());
+    outln!("key id:     {}", key.key_id());
     Ok(EXIT_OK)
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
+use super::output::{errln, outln};
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::manifest::{self, BundleManifest, Volume};
 use crate::verify::{self, VerifyReport};
@@ -39,16 +40,20 @@ struct ImageRow<'a> {
     reference: &'a str,
     digest: String,
     media_type: &'a str,
-    platforms: &'a [String],
+    platforms: Vec<&'a str>,
     size: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let m = if args.pubkey.is_empty() {
         let path = args.dir.join(manifest::FILE_NAME);
-        let bytes = crate::files::read_capped(&path, manifest::MAX_MANIFEST_BYTES)?;
+        let bytes = crate::files::read_capped(
+            &path,
+            manifest::MAX_MANIFEST_BYTES,
+            crate::files::Links::Refuse,
+        )?;
         if !args.json {
-            eprintln!("warning: signature not checked (pass --pubkey to check it)");
+            errln!("warning: signature not checked (pass --pubkey to check it)");
         }
         BundleManifest::parse(&bytes).with_context(|| format!("reading {}", path.display()))?
     } else {
@@ -61,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Some((m, _)) => m,
             None => {
                 for f in &report.findings {
-                    eprintln!("error: {}: {}", f.file.as_deref().unwrap_or(""), f.message);
+                    errln!("error: {}: {}", f.file.as_deref().unwrap_or(""), f.message);
                 }
                 return Ok(EXIT_BAD_BUNDLE);
             }
@@ -75,14 +80,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             reference: &i.reference,
             digest: i.digest.to_string(),
             media_type: &i.media_type,
-            platforms: &i.platforms,
+            platforms: i.platforms.iter().collect(),
             size: i
                 .blobs
                 .iter()
                 .chain([&i.digest])
                 .collect::<std::collections::BTreeSet<_>>()
                 .iter()
-                .map(|d| sizes[*d])
+                .filter_map(|d| sizes.get(*d))
                 .sum(),
         })
         .collect();
@@ -98,14 +103,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         print_json(&listing)?;
         return Ok(EXIT_OK);
     }
-    println!(
+    outln!(
         "bundle {} created {} from {}",
-        m.bundle_id, m.created, m.source
+        m.bundle_id,
+        m.created,
+        m.source
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<50} {:<20} {:<36} {:>10}",
-        "IMAGE", "DIGEST", "PLATFORMS", "SIZE"
+        "IMAGE",
+        "DIGEST",
+        "PLATFORMS",
+        "SIZE"
     );
     for i in &listing.images {
         let platforms = if i.platforms.is_empty() {
@@ -113,18 +123,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         } else {
             i.platforms.join(",")
         };
-        println!(
+        outln!(
             "{:<50} {:<20} {:<36} {:>10}",
             i.reference,
-            &i.digest[..19],
+            short_digest(&i.digest),
             platforms,
             human_bytes(i.size)
         );
     }
-    println!();
-    println!("{:<24} {:>12}  SHA256", "VOLUME", "SIZE");
+    outln!();
+    outln!("{:<24} {:>12}  SHA256", "VOLUME", "SIZE");
     for v in &m.volumes {
-        println!(
+        outln!(
             "{:<24} {:>12}  {}",
             v.name,
             human_bytes(v.size),
@@ -132,4 +142,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     Ok(EXIT_OK)
+}
+
+/// The first 12 hex digits of a digest, with its algorithm (`sha256:0123456789ab`).
+fn short_digest(digest: &str) -> &str {
+    let end = digest
+        .char_indices()
+        .nth("sha256:".len() + 12)
+        .map_or(digest.len(), |(i, _)| i);
+    &digest[..end]
 }

@@ -7,12 +7,15 @@ mod extract;
 mod keygen;
 mod list;
 mod options;
+mod output;
 mod push;
 mod verify;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use output::errln;
 
 /// Exit code: the bundle verified / the command succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -69,13 +72,19 @@ pub fn main() -> ExitCode {
         Command::Extract(args) => extract::run(args),
         Command::Push(args) => push::run(*args),
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
+    let code = match result {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_ERROR)
+            errln!("error: {e:#}");
+            EXIT_ERROR
         }
+    };
+    // A closed stdout (`| head`) is not a failure: the outcome's code stands.
+    if let Some(e) = output::stdout_failure() {
+        errln!("error: writing to stdout: {e}");
+        return ExitCode::from(EXIT_ERROR);
     }
+    ExitCode::from(code)
 }
 
 fn init_logging(verbose: u8) {
@@ -88,7 +97,8 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(output::EscapingStderr)
+        .with_ansi(false)
         .try_init();
 }
 
@@ -110,9 +120,10 @@ fn reading_bar(json: bool) -> indicatif::ProgressBar {
     bar
 }
 
-/// Prints `value` as pretty JSON on stdout.
+/// Prints `value` as pretty JSON on stdout, control and formatting
+/// characters in its strings escaped as `\uXXXX`.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    output::out_json(&serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::options::{BundleArgs, RegistryArgs, parse_jobs};
+use super::output::outln;
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::push::{
     self, Destination, ExistingTags, PushOptions, PushReport, RepoLayout, TagOutcome,
@@ -60,6 +61,20 @@ struct Output<'a> {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let trust = args.bundle.trust()?;
     let destination = Destination::parse(&args.to)?;
+    if let Some(dir) = &args.mirror_config {
+        // Before anything is pushed: a link or a file there is refused now,
+        // not after the tags are set.
+        crate::files::refuse_links_above(dir)?;
+        if let Ok(m) = std::fs::symlink_metadata(dir)
+            && !m.is_dir()
+        {
+            bail!(
+                "--mirror-config {} is {}, not a directory",
+                dir.display(),
+                crate::files::kind_name(m.file_type())
+            );
+        }
+    }
     for repo in &args.mount_from {
         anyhow::ensure!(
             is_valid_repository(repo),
@@ -104,7 +119,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 
     let bar = super::reading_bar(args.json);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar.set_message(format!("checking the bundle, then what {host} holds"));
+    bar.set_message(
+        super::output::escape(&format!("checking the bundle, then what {host} holds")).into_owned(),
+    );
     let mut progress = |done: u64, total: u64| {
         if bar.length() != Some(total) {
             bar.set_message("reading, verifying and uploading");
@@ -126,10 +143,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut written = Vec::new();
     if report.tagged {
         let id = report.verify.bundle_id.clone().unwrap_or_default();
-        let dir = args
-            .mirror_config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("bundle-mirror-{id}")));
+        let dir = match &args.mirror_config {
+            Some(dir) => dir.clone(),
+            None => push::default_mirror_dir(&id)?,
+        };
         let pushed: Vec<_> = report
             .images
             .iter()
@@ -175,15 +192,16 @@ fn print_human(report: &PushReport, written: &[PathBuf]) {
     if !report.volumes_read && report.verify.ok() {
         // Nothing was read, so there is no blob check to report.
         super::verify::print_header(&report.verify);
-        println!("  signature    ok");
-        println!(
+        outln!("  signature    ok");
+        outln!(
             "  volumes      {} present, not read: {} already holds every blob and manifest under the signed digests",
-            report.verify.volumes, report.destination
+            report.verify.volumes,
+            report.destination
         );
     } else {
         super::verify::print_human(&report.verify);
     }
-    println!(
+    outln!(
         "blobs: {} uploaded ({}), {} mounted, {} already there; manifests: {} pushed, {} already there",
         s.blobs_uploaded,
         human_bytes(s.bytes_uploaded),
@@ -193,11 +211,11 @@ fn print_human(report: &PushReport, written: &[PathBuf]) {
         s.manifests_present
     );
     if !report.tagged {
-        println!("no tag was created or moved on {}", report.destination);
+        outln!("no tag was created or moved on {}", report.destination);
         return;
     }
     let count = |t: TagOutcome| report.images.iter().filter(|i| i.tag == t).count();
-    println!(
+    outln!(
         "{} images pushed to {}: {} tags created, {} moved, {} unchanged, {} left as they were (--skip-existing-tags), {} by digest only",
         report.images.len(),
         report.destination,
@@ -209,22 +227,23 @@ fn print_human(report: &PushReport, written: &[PathBuf]) {
     );
     for i in &report.images {
         if i.tag == TagOutcome::Refused {
-            println!(
+            outln!(
                 "  not pushed {} (the target refused its manifest)",
                 i.target
             );
         }
         if i.tag == TagOutcome::SkippedExisting {
-            println!(
+            outln!(
                 "  left {} (points at another image; bundle has {})",
-                i.target, i.image.digest
+                i.target,
+                i.image.digest
             );
         }
     }
     if written.is_empty() {
-        println!("no mirror configuration: the images did not come from a registry");
+        outln!("no mirror configuration: the images did not come from a registry");
     } else {
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-        println!("mirror configuration: {}", names.join(", "));
+        outln!("mirror configuration: {}", names.join(", "));
     }
 }

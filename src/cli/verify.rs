@@ -1,6 +1,7 @@
 //! `bundle verify`.
 
 use super::options::BundleArgs;
+use super::output::{errln, outln};
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::sign::PublicKey;
 use crate::verify::{self, Stage, VerifyReport};
@@ -44,14 +45,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 /// Warns loudly when the trusted key is the repository's demo key.
 pub(super) fn warn_demo_key(key: &PublicKey) {
     if key.is_demo() {
-        eprintln!(
+        errln!(
             "WARNING: the trusted key {} is the DEMO key from this repository.",
             key.key_id()
         );
-        eprintln!(
+        errln!(
             "WARNING: its secret key is public: anyone can sign a bundle that passes this check."
         );
-        eprintln!("WARNING: make your own with `bundle keygen` and trust only that one.");
+        errln!("WARNING: make your own with `bundle keygen` and trust only that one.");
     }
 }
 
@@ -59,7 +60,7 @@ pub(super) fn warn_demo_key(key: &PublicKey) {
 /// The first line of a report: which bundle, from where, signed by which key.
 pub(super) fn print_header(r: &VerifyReport) {
     if let (Some(id), Some(created), Some(source)) = (&r.bundle_id, &r.created, &r.source) {
-        println!(
+        outln!(
             "bundle {id}, created {created} from {source}, signed by key {}",
             r.key_id
         );
@@ -72,9 +73,9 @@ pub(super) fn print_human(r: &VerifyReport) {
     let line = |name: &str, stage, ok: String| {
         let n = failed(stage);
         if n == 0 {
-            println!("  {name:<12} {ok}");
+            outln!("  {name:<12} {ok}");
         } else {
-            println!(
+            outln!(
                 "  {name:<12} FAILED ({n} problem{})",
                 if n == 1 { "" } else { "s" }
             );
@@ -92,8 +93,10 @@ pub(super) fn print_human(r: &VerifyReport) {
                 human_bytes(r.bytes_read)
             ),
         );
-        if r.quick {
-            println!("  (--quick: blobs, images and index.json not checked)");
+        if !r.read {
+            outln!("  (blobs, images and index.json not checked: the volumes were not read)");
+        } else if r.quick {
+            outln!("  (--quick: blobs, images and index.json not checked)");
         } else {
             line(
                 "blobs",
@@ -105,7 +108,7 @@ pub(super) fn print_human(r: &VerifyReport) {
         }
     }
     for w in &r.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     for f in &r.findings {
         let file = f
@@ -113,14 +116,14 @@ pub(super) fn print_human(r: &VerifyReport) {
             .as_deref()
             .map(|s| format!("{s}: "))
             .unwrap_or_default();
-        println!("FAILED {:?}: {file}{}", f.stage, f.message);
+        outln!("FAILED {:?}: {file}{}", f.stage, f.message);
         if !f.images.is_empty() {
-            println!("       affects: {}", f.images.join(", "));
+            outln!("       affects: {}", f.images.join(", "));
         }
     }
     if r.ok() {
-        println!("VERIFIED: {} images", r.images);
+        outln!("VERIFIED: {} images", r.images);
     } else {
-        println!("BAD BUNDLE: {} problem(s); do not use it", r.findings.len());
+        outln!("BAD BUNDLE: {} problem(s); do not use it", r.findings.len());
     }
 }

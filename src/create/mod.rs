@@ -24,8 +24,10 @@ use self::spool::SpoolReader;
 use crate::archive::writer::WriteError;
 use crate::digest::Digest;
 use crate::files::{self, write_atomic};
-use crate::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, Volume};
-use crate::oci::{self, Descriptor, LayoutIndex};
+use crate::manifest::{
+    self, BundleManifest, Compression, Entry, EntryKind, Image, Platforms, Volume,
+};
+use crate::oci::{self, Descriptor};
 use crate::sign::SecretKey;
 use crate::source::{BlobSource, FailedImage, Fetcher, Item, Plan, PlannedImage, SourceSpec};
 
@@ -191,7 +193,7 @@ pub async fn write_bundle(
         bytes: plan.total_bytes() + (oci::OCI_LAYOUT_FILE.len() + index_json.len()) as u64,
     });
     let header = journal_header(opts);
-    let start = if check_out_dir(&opts.out, &header)? {
+    let mut start = if check_out_dir(&opts.out, &header)? {
         let recovered = journal::recover(&opts.out, &header)?;
         // Left by a run killed while signing: written again below.
         for name in [manifest::SUMS_FILE_NAME, manifest::SIGNATURE_FILE_NAME] {
@@ -203,6 +205,17 @@ pub async fn write_bundle(
             .with_context(|| format!("creating {}", opts.out.display()))?;
         journal::start(&opts.out, &header)?
     };
+    start.writer.expect_tar_size(
+        plan.items
+            .iter()
+            .map(|i| crate::archive::entry_len(i.size()))
+            .chain([
+                crate::archive::entry_len(oci::OCI_LAYOUT_FILE.len() as u64),
+                crate::archive::entry_len(index_json.len() as u64),
+                crate::archive::TRAILER_LEN,
+            ])
+            .fold(0, u64::saturating_add),
+    );
     let already: HashSet<String> = start.entries.iter().map(Entry::path).collect();
     let resumed = (!start.entries.is_empty()).then(|| Resumed {
         entries: start.entries.len(),
@@ -242,14 +255,17 @@ pub async fn write_bundle(
         .map_err(|_| anyhow::anyhow!("the volume writer thread panicked"))?;
     // A writer error explains a failed send better than the send itself.
     let (entries, volumes, tar_size, config_platforms, failed_blobs) = written.map_err(|e| {
-        let needed_by = e.downcast_ref::<EntryFailed>().map(|failed| {
-            plan.images
-                .iter()
-                .filter(|i| i.blobs.contains(&failed.digest))
-                .map(|i| i.reference.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
+        let needed_by = e
+            .downcast_ref::<EntryFailed>()
+            .filter(|failed| !matches!(failed.source, WriteError::NoSpace { .. }))
+            .map(|failed| {
+                plan.images
+                    .iter()
+                    .filter(|i| i.blobs.contains(&failed.digest))
+                    .map(|i| i.reference.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
         match needed_by {
             Some(images) if !images.is_empty() => {
                 e.context(format!("the bundle cannot hold {images}"))
@@ -310,22 +326,25 @@ pub async fn write_bundle(
         entries,
         images: kept
             .iter()
-            .map(|i| Image {
-                reference: i.reference.clone(),
-                source: i.source.clone(),
-                digest: i.top.digest,
-                media_type: i.top.media_type.clone(),
-                size: i.top.size,
-                platforms: match (&i.config, i.platforms.is_empty()) {
-                    (Some(config), true) => {
-                        config_platforms.get(config).cloned().into_iter().collect()
-                    }
-                    _ => i.platforms.clone(),
-                },
-                platform_filtered: i.platform_filtered,
-                blobs: i.blobs.clone(),
+            .map(|i| {
+                let platforms = match (&i.config, i.platforms.is_empty()) {
+                    (Some(config), true) => Platforms::from_strings(config_platforms.get(config)),
+                    _ => Platforms::from_strings(&i.platforms),
+                };
+                anyhow::Ok(Image {
+                    reference: i.reference.clone(),
+                    source: i.source.clone(),
+                    digest: i.top.digest,
+                    media_type: i.top.media_type.clone(),
+                    size: i.top.size,
+                    platforms: platforms.map_err(|e| {
+                        anyhow::anyhow!("image {}: the source gives {e}", i.reference)
+                    })?,
+                    platform_filtered: i.platform_filtered,
+                    blobs: i.blobs.clone(),
+                })
             })
-            .collect(),
+            .collect::<anyhow::Result<_>>()?,
         base_bundle: None,
     };
     m.check()
@@ -367,24 +386,13 @@ pub async fn write_bundle(
 
 /// The layout's index.json: one entry per image, sorted, with skopeo's ref name.
 fn layout_index<'a>(images: impl Iterator<Item = &'a PlannedImage>) -> Bytes {
-    let index = LayoutIndex {
-        schema_version: 2,
-        media_type: Some(oci::OCI_INDEX.into()),
-        manifests: images
-            .map(|i| Descriptor {
-                media_type: i.top.media_type.clone(),
-                digest: i.top.digest,
-                size: i.top.size,
-                platform: None,
-                annotations: [
-                    (oci::REF_NAME.to_owned(), i.reference.clone()),
-                    (oci::SOURCE_REF.to_owned(), i.source.clone()),
-                ]
-                .into(),
-            })
-            .collect(),
-    };
-    Bytes::from(serde_json::to_vec(&index).expect("index serializes"))
+    Bytes::from(oci::layout_index(images.map(|i| oci::IndexEntry {
+        reference: &i.reference,
+        source: &i.source,
+        media_type: &i.top.media_type,
+        digest: i.top.digest,
+        size: i.top.size,
+    })))
 }
 
 /// Whether `image` needs any of the `failed` blobs.

@@ -1,71 +1,219 @@
 //! The mirror configuration a cluster needs once the images are pushed.
+//!
+//! Every value in it comes from the signed bundle.json or `--to`, so nothing
+//! is pasted into a template: mapping.txt holds only references that passed
+//! the distribution grammar ([`ImageReference`]), and the YAML and TOML files
+//! are written by [`super::quoted`], which quotes every value.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use anyhow::Context;
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
 
 use super::ImageResult;
-use super::mapping::split_reference;
+use super::quoted::{Toml, Yaml, toml_document};
+use crate::registry::{ImageReference, RegistryError};
+
+/// Why the mirror configuration cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorConfigError {
+    /// An image's recorded source is not `oci:…` and not an image reference.
+    #[error("image {image:?}: its source is not a valid image reference")]
+    InvalidSource {
+        /// The image (its reference in the bundle).
+        image: String,
+        /// What is wrong with the source.
+        #[source]
+        error: Box<RegistryError>,
+    },
+    /// An image's target (`--to` and the mapped repository) is not an image reference.
+    #[error("image {image:?}: its target is not a valid image reference")]
+    InvalidTarget {
+        /// The image (its reference in the bundle).
+        image: String,
+        /// What is wrong with the target.
+        #[source]
+        error: Box<RegistryError>,
+    },
+    /// The bundle id cannot name the default directory.
+    #[error(
+        "the bundle id {id:?} is not plain lowercase letters and digits, so it cannot name \
+         the mirror configuration directory; give one with --mirror-config DIR"
+    )]
+    UnsafeBundleId {
+        /// The bundle id as recorded.
+        id: String,
+    },
+}
+
+/// `bundle_id` when it is 1 to 64 characters of `[a-z0-9]` (a valid id is 32
+/// hex digits), so that it can go into a file name or a comment as it is.
+fn plain_id(bundle_id: &str) -> Option<&str> {
+    let plain = !bundle_id.is_empty()
+        && bundle_id.len() <= 64
+        && bundle_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    plain.then_some(bundle_id)
+}
+
+/// The `metadata.name` of the ImageDigestMirrorSet: `bundle-` and the first
+/// 12 characters of the id, keeping only `[a-z0-9]` of them (`bundle` when
+/// none is), so that it is a valid Kubernetes (DNS-1123) name whatever the
+/// id holds.
+fn object_name(bundle_id: &str) -> String {
+    let short: String = bundle_id
+        .chars()
+        .take(12)
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        .collect();
+    if short.is_empty() {
+        "bundle".to_owned()
+    } else {
+        format!("bundle-{short}")
+    }
+}
+
+/// The repository a reference names, host included, without tag or digest.
+fn repository_of(reference: &ImageReference) -> String {
+    ImageReference {
+        tag: None,
+        digest: None,
+        ..reference.clone()
+    }
+    .to_string()
+}
 
 /// The mirror configuration files a cluster needs: `mapping.txt` (for `oc
 /// image mirror`), an OpenShift `ImageDigestMirrorSet` and a
 /// `registries.conf` snippet, for the images that came from a registry (an
 /// OCI layout source has no pull location to redirect). Empty when none did.
-pub fn mirror_config(images: &[ImageResult], bundle_id: &str) -> Vec<(&'static str, String)> {
+///
+/// An image whose source or target is not a valid image reference is an
+/// error naming it: no file is built from it.
+pub fn mirror_config(
+    images: &[ImageResult],
+    bundle_id: &str,
+) -> Result<Vec<(&'static str, String)>, MirrorConfigError> {
     let mut mapping = String::new();
     let mut repos: BTreeMap<String, String> = BTreeMap::new();
     for r in images
         .iter()
         .filter(|r| !r.image.source.starts_with("oci:"))
     {
-        let (source_repo, _) = split_reference(&r.image.source);
-        mapping.push_str(&format!("{source_repo}@{}={}\n", r.image.digest, r.target));
-        let host = r.target.split_once('/').map_or("", |(h, _)| h);
-        repos.insert(
-            source_repo.to_owned(),
-            format!("{host}/{}", r.image.repository),
-        );
+        let image = || r.image.reference.clone();
+        let source: ImageReference =
+            r.image
+                .source
+                .parse()
+                .map_err(|error| MirrorConfigError::InvalidSource {
+                    image: image(),
+                    error: Box::new(error),
+                })?;
+        let target: ImageReference =
+            r.target
+                .parse()
+                .map_err(|error| MirrorConfigError::InvalidTarget {
+                    image: image(),
+                    error: Box::new(error),
+                })?;
+        // Both sides passed the reference grammar, which has no '=', '@' out
+        // of place, space or line end: one line per image, split unambiguously.
+        let source_repo = repository_of(&source);
+        mapping.push_str(&format!("{source_repo}@{}={target}\n", r.image.digest));
+        repos.insert(source_repo, repository_of(&target));
     }
     if repos.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let mut files = vec![("mapping.txt", mapping)];
-    let short = &bundle_id[..bundle_id.len().min(12)];
-    let mut idms = format!(
-        "# Generated by bundle from bundle {bundle_id}.\n\
-         apiVersion: config.openshift.io/v1\n\
-         kind: ImageDigestMirrorSet\n\
-         metadata:\n  name: bundle-{short}\n\
-         spec:\n  imageDigestMirrors:\n"
+    let generated = match plain_id(bundle_id) {
+        Some(id) => format!("Generated by bundle from bundle {id}."),
+        None => "Generated by bundle.".to_owned(),
+    };
+
+    let mirrors = repos
+        .iter()
+        .map(|(source, target)| {
+            Yaml::Map(vec![
+                ("source", Yaml::str(source)),
+                ("mirrors", Yaml::Seq(vec![Yaml::str(target)])),
+            ])
+        })
+        .collect();
+    let idms = Yaml::document(
+        &[&generated],
+        &[
+            ("apiVersion", Yaml::str("config.openshift.io/v1")),
+            ("kind", Yaml::str("ImageDigestMirrorSet")),
+            (
+                "metadata",
+                Yaml::Map(vec![("name", Yaml::str(object_name(bundle_id)))]),
+            ),
+            (
+                "spec",
+                Yaml::Map(vec![("imageDigestMirrors", Yaml::Seq(mirrors))]),
+            ),
+        ],
     );
-    let mut conf = format!(
-        "# Generated by bundle from bundle {bundle_id}.\n\
-         # Add to /etc/containers/registries.conf (or a file in registries.conf.d/).\n"
+
+    let registries = repos
+        .iter()
+        .map(|(source, target)| {
+            vec![
+                ("prefix", Toml::Str(source.clone())),
+                ("location", Toml::Str(source.clone())),
+                ("mirror-by-digest-only", Toml::Bool(true)),
+                (
+                    "mirror",
+                    Toml::Tables(vec![vec![("location", Toml::Str(target.clone()))]]),
+                ),
+            ]
+        })
+        .collect();
+    let conf = toml_document(
+        &[
+            &generated,
+            "Add to /etc/containers/registries.conf (or a file in registries.conf.d/).",
+        ],
+        &[("registry", Toml::Tables(registries))],
     );
-    for (source, target) in &repos {
-        idms.push_str(&format!(
-            "  - source: {source}\n    mirrors:\n    - {target}\n"
-        ));
-        conf.push_str(&format!(
-            "\n[[registry]]\nprefix = \"{source}\"\nlocation = \"{source}\"\nmirror-by-digest-only = true\n\n\
-             [[registry.mirror]]\nlocation = \"{target}\"\n"
-        ));
-    }
-    files.push(("imagedigestmirrorset.yaml", idms));
-    files.push(("registries.conf", conf));
-    files
+    Ok(vec![
+        ("mapping.txt", mapping),
+        ("imagedigestmirrorset.yaml", idms),
+        ("registries.conf", conf),
+    ])
 }
 
-/// Writes [`mirror_config`] into `dir` (created if needed); returns the paths written.
+/// The default mirror configuration directory, `bundle-mirror-<bundle id>`
+/// in the current directory. Refused unless the id is plain `[a-z0-9]`, so
+/// that the name is one plain path component that stays where it is put.
+pub fn default_mirror_dir(bundle_id: &str) -> Result<PathBuf, MirrorConfigError> {
+    let unsafe_id = || MirrorConfigError::UnsafeBundleId {
+        id: bundle_id.to_owned(),
+    };
+    let name = format!(
+        "bundle-mirror-{}",
+        plain_id(bundle_id).ok_or_else(unsafe_id)?
+    );
+    let path = PathBuf::from(&name);
+    let mut components = path.components();
+    match (components.next(), components.next()) {
+        (Some(Component::Normal(one)), None) if one == OsStr::new(&name) => Ok(path),
+        _ => Err(unsafe_id()),
+    }
+}
+
+/// Writes [`mirror_config`] into `dir` (created if needed); returns the paths
+/// written. Nothing is created when the configuration cannot be built.
 pub fn write_mirror_config(
     dir: &Path,
     images: &[ImageResult],
     bundle_id: &str,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = mirror_config(images, bundle_id)?;
+    // Never through a link planted at the directory or above it.
+    crate::files::real_dir(dir)?;
     let mut written = Vec::new();
-    for (name, text) in mirror_config(images, bundle_id) {
+    for (name, text) in files {
         crate::files::write_atomic(dir, name, text.as_bytes())?;
         written.push(dir.join(name));
     }
@@ -74,44 +222,69 @@ pub fn write_mirror_config(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
     use crate::digest::Digest;
     use crate::oci;
+    use crate::push::quoted::read_back;
     use crate::push::{Mapped, TagOutcome, target_name};
 
-    #[test]
-    fn mirror_configuration() {
-        let image = |source: &str, repository: &str, tag: Option<&str>| {
-            let digest = Digest::of(source.as_bytes());
-            let mapped = Mapped {
-                reference: String::new(),
-                source: source.to_owned(),
-                repository: repository.to_owned(),
-                tag: tag.map(str::to_owned),
-                digest,
-                media_type: oci::OCI_MANIFEST.to_owned(),
-                needs: vec![digest],
-            };
-            ImageResult {
-                target: target_name("reg.internal:5000", &mapped),
-                image: mapped,
-                tag: TagOutcome::Created,
-            }
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn image(reference: &str, source: &str, repository: &str, tag: Option<&str>) -> ImageResult {
+        let digest = Digest::of(source.as_bytes());
+        let mapped = Mapped {
+            reference: reference.to_owned(),
+            source: source.to_owned(),
+            repository: repository.to_owned(),
+            tag: tag.map(str::to_owned),
+            digest,
+            media_type: oci::OCI_MANIFEST.to_owned(),
+            needs: vec![digest],
         };
-        let images = [
+        ImageResult {
+            target: target_name("reg.internal:5000", &mapped),
+            image: mapped,
+            tag: TagOutcome::Created,
+        }
+    }
+
+    /// Two tags of one registry repository, one by digest of another, and an
+    /// image from an OCI layout.
+    fn images() -> Vec<ImageResult> {
+        vec![
             image(
+                "openshift/php:5.5",
                 "quay.io/openshift/php:5.5",
                 "mirror/openshift/php",
                 Some("5.5"),
             ),
             image(
+                "openshift/php:5.6",
                 "quay.io/openshift/php:5.6",
                 "mirror/openshift/php",
                 Some("5.6"),
             ),
-            image("oci:/media/x:tools/helm:3", "mirror/tools/helm", Some("3")),
-        ];
-        let files = mirror_config(&images, "0123456789abcdef0123");
+            image(
+                &format!("tools/x@{}", Digest::of(b"x")),
+                &format!("registry.example.com:5000/tools/x@{}", Digest::of(b"x")),
+                "mirror/tools/x",
+                None,
+            ),
+            image(
+                "tools/helm:3",
+                "oci:/media/x:tools/helm:3",
+                "mirror/tools/helm",
+                Some("3"),
+            ),
+        ]
+    }
+
+    /// The three files of `images()` under `id`, read back by independent
+    /// parsers: mapping.txt lines, the YAML documents, the TOML table.
+    fn read_back(id: &str) -> (Vec<String>, Vec<Value>, Value) {
+        let files = mirror_config(&images(), id).expect("valid references");
         let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
@@ -121,24 +294,175 @@ mod tests {
                 "registries.conf"
             ]
         );
-        let d = images[0].image.digest;
-        assert!(files[0].1.starts_with(&format!(
-            "quay.io/openshift/php@{d}=reg.internal:5000/mirror/openshift/php:5.5\n"
-        )));
-        assert_eq!(
-            files[0].1.lines().count(),
-            2,
-            "layout sources have no pull location"
+        for (name, text) in &files {
+            assert!(
+                text.bytes()
+                    .all(|b| b == b'\n' || (b' '..=b'~').contains(&b)),
+                "{name} holds more than printable ASCII lines:\n{text}"
+            );
+        }
+        let lines = files[0].1.lines().map(str::to_owned).collect();
+        (
+            lines,
+            read_back::yaml(&files[1].1),
+            read_back::toml(&files[2].1),
+        )
+    }
+
+    /// What the files of `images()` must read back as, with the object named `name`.
+    fn expected(name: &str) -> (Vec<String>, Vec<Value>, Value) {
+        let i = images();
+        let (php, x) = ("quay.io/openshift/php", "registry.example.com:5000/tools/x");
+        let (php_to, x_to) = (
+            "reg.internal:5000/mirror/openshift/php",
+            "reg.internal:5000/mirror/tools/x",
         );
+        let lines = vec![
+            format!("{php}@{}={php_to}:5.5", i[0].image.digest),
+            format!("{php}@{}={php_to}:5.6", i[1].image.digest),
+            format!("{x}@{}={x_to}@{}", i[2].image.digest, i[2].image.digest),
+        ];
+        let idms = json!({
+            "apiVersion": "config.openshift.io/v1",
+            "kind": "ImageDigestMirrorSet",
+            "metadata": {"name": name},
+            "spec": {"imageDigestMirrors": [
+                {"source": php, "mirrors": [php_to]},
+                {"source": x, "mirrors": [x_to]},
+            ]},
+        });
+        let conf = json!({"registry": [
+            {"prefix": php, "location": php, "mirror-by-digest-only": true,
+             "mirror": [{"location": php_to}]},
+            {"prefix": x, "location": x, "mirror-by-digest-only": true,
+             "mirror": [{"location": x_to}]},
+        ]});
+        (lines, vec![idms], conf)
+    }
+
+    /// Whether `name` is a Kubernetes object name (DNS-1123 subdomain).
+    fn is_dns_1123(name: &str) -> bool {
+        name.len() <= 253
+            && name.split('.').all(|label| {
+                let b = label.as_bytes();
+                !b.is_empty()
+                    && b.iter()
+                        .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                    && b[0] != b'-'
+                    && b[b.len() - 1] != b'-'
+            })
+    }
+
+    #[test]
+    fn mirror_configuration() {
+        assert_eq!(read_back(ID), expected("bundle-0123456789ab"));
+        let files = mirror_config(&images(), ID).expect("valid references");
+        assert!(files[1].1.starts_with(&format!(
+            "# Generated by bundle from bundle {ID}.\napiVersion: \"config.openshift.io/v1\"\n"
+        )));
         assert!(files[1].1.contains(
-            "  name: bundle-0123456789ab\n\
-             spec:\n  imageDigestMirrors:\n  - source: quay.io/openshift/php\n    mirrors:\n    - reg.internal:5000/mirror/openshift/php\n"
+            "spec:\n  imageDigestMirrors:\n  - source: \"quay.io/openshift/php\"\n    mirrors:\n    - \"reg.internal:5000/mirror/openshift/php\"\n"
         ));
-        assert_eq!(files[1].1.matches("- source:").count(), 1);
-        assert!(files[2].1.contains(
-            "prefix = \"quay.io/openshift/php\"\nlocation = \"quay.io/openshift/php\"\nmirror-by-digest-only = true\n\n\
-             [[registry.mirror]]\nlocation = \"reg.internal:5000/mirror/openshift/php\"\n"
+        assert!(files[2].1.contains(&format!("from bundle {ID}.\n")));
+        assert!(
+            mirror_config(&images()[3..], ID)
+                .expect("a layout source")
+                .is_empty()
+        );
+    }
+
+    /// The id reaches the files only as the object name, filtered, and in
+    /// comments when it is plain: whatever it holds, the structure and the
+    /// other values stay as they are, and nothing panics.
+    #[test]
+    fn hostile_bundle_ids_change_only_the_name() {
+        for (id, name) in [
+            ("0123\n---\nkind: Secret\n", "bundle-0123kin"),
+            ("ab\n[[registry]]\nprefix = \"evil.io\"", "bundle-abregistr"),
+            ("../../../etc/cron.d", "bundle-etc"),
+            ("\"\\#]", "bundle"),
+            ("éééééééééééééééééé", "bundle"),
+            ("0é1é2é3é4é5é6é7é", "bundle-012345"),
+            ("\u{202e}abc\u{202c}def", "bundle-abcdef"),
+            ("\x1b[2J\x1b]0;x\x07", "bundle-20x"),
+            ("ABCDEF0123456789", "bundle-012345"),
+            ("", "bundle"),
+            ("-", "bundle"),
+        ] {
+            assert!(is_dns_1123(name), "{name}");
+            assert_eq!(read_back(id), expected(name), "id {id:?}");
+        }
+    }
+
+    /// A source or target that is not a valid reference is an error naming
+    /// the image; no file is built from it and no directory is created.
+    #[test]
+    fn hostile_sources_and_targets_are_refused() {
+        for source in [
+            "quay.io/a:1\n---\nkind: Secret",
+            "quay.io/a\"b:1",
+            "quay.io/a\\b:1",
+            "quay.io/a#b:1",
+            "quay.io/a]\n\n[[registry]]\nprefix = \"evil.io\"",
+            "quay.io/a b=evil.io/c:1",
+            "quay.io/ünïcode:1",
+            "quay.io/a\u{202e}b:1",
+            "quay.io/a\x1b[2Jb:1",
+            "quay.io/UPPER:1",
+            "quay.io/a:1@sha256:beef",
+            "evil.io/a\nquay.io/b",
+            "",
+        ] {
+            let mut all = images();
+            all.insert(
+                1,
+                image("bad/image:1", source, "mirror/bad/image", Some("1")),
+            );
+            match mirror_config(&all, ID) {
+                Err(MirrorConfigError::InvalidSource { image, .. }) => {
+                    assert_eq!(image, "bad/image:1", "{source:?}")
+                }
+                other => panic!("{source:?}: {other:?}"),
+            }
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let out = dir.path().join("out");
+            let e = write_mirror_config(&out, &all, ID).expect_err("a bad source");
+            assert!(format!("{e:#}").contains("bad/image:1"), "{e:#}");
+            assert!(!out.exists(), "{source:?}: a directory was created");
+        }
+        let mut all = images();
+        all[0].target = "reg.internal:5000/mirror\n---\nkind: Secret".to_owned();
+        assert!(matches!(
+            mirror_config(&all, ID),
+            Err(MirrorConfigError::InvalidTarget { .. })
         ));
-        assert!(mirror_config(&images[2..], "x").is_empty());
+    }
+
+    #[test]
+    fn default_directory_is_one_plain_component() {
+        assert_eq!(
+            default_mirror_dir(ID).expect("a hex id"),
+            PathBuf::from(format!("bundle-mirror-{ID}"))
+        );
+        for id in [
+            "",
+            "../x",
+            "..",
+            "/etc",
+            "a/b",
+            "a\\b",
+            "ABC",
+            "a\n",
+            "a.b",
+            "é",
+            &"a".repeat(65),
+        ] {
+            let e = default_mirror_dir(id).expect_err(id);
+            assert!(
+                matches!(e, MirrorConfigError::UnsafeBundleId { .. }),
+                "{id:?}"
+            );
+            assert!(e.to_string().contains("--mirror-config"), "{e}");
+        }
     }
 }

@@ -27,13 +27,15 @@
 //! - `mapping`: `--to`, repository mapping, collisions.
 //! - `upload`: the sink on the reader and the upload tasks.
 //! - `mirror`: mapping.txt, ImageDigestMirrorSet, registries.conf.
+//! - `quoted`: the YAML and TOML writer of those, which quotes every value.
 
 mod mapping;
 mod mirror;
+mod quoted;
 mod upload;
 
 pub use mapping::{Destination, Mapped, RepoLayout, map_images};
-pub use mirror::{mirror_config, write_mirror_config};
+pub use mirror::{MirrorConfigError, default_mirror_dir, mirror_config, write_mirror_config};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -267,7 +269,9 @@ pub fn push(
     Ok(out)
 }
 
-fn target_name(host: &str, img: &Mapped) -> String {
+/// Where `img` goes on the registry `host`: `host/repository:tag`, or
+/// `host/repository@digest` for an image kept by digest.
+pub fn target_name(host: &str, img: &Mapped) -> String {
     match &img.tag {
         Some(tag) => format!("{host}/{}:{tag}", img.repository),
         None => format!("{host}/{}@{}", img.repository, img.digest),

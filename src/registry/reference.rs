@@ -168,7 +168,7 @@ fn is_valid_path_component(component: &str) -> bool {
 }
 
 /// `host[:port]`: DNS labels, an IPv4 address, or a bracketed IPv6 address.
-fn is_valid_host(host: &str) -> bool {
+pub fn is_valid_host(host: &str) -> bool {
     let (name, port) = if let Some(v6) = host.strip_prefix('[') {
         let Some((addr, after)) = v6.split_once(']') else {
             return false;

@@ -42,6 +42,10 @@ pub enum SignError {
         source: io::Error,
     },
 
+    /// A key or signature file is not a regular file (or is a link where none is accepted).
+    #[error(transparent)]
+    Open(#[from] crate::files::OpenError),
+
     /// A file is far larger than any key or signature can be.
     #[error("{} is larger than {limit} bytes, too large for a minisign key or signature", path.display())]
     TooLarge {

@@ -87,7 +87,8 @@ impl PublicKey {
 
     /// Reads and parses a minisign public key file.
     pub fn from_file(path: &Path) -> Result<Self, SignError> {
-        let text = text::read_small_file(path)?;
+        // The operator's own file: a link to a regular file is fine.
+        let text = text::read_small_file(path, crate::files::Links::Follow)?;
         Self::parse_from(&text, Some(path))
     }
 
@@ -194,10 +195,7 @@ impl SecretKey {
         path: &Path,
         password: &mut dyn FnMut() -> Option<Zeroizing<String>>,
     ) -> Result<Self, SignError> {
-        let file = std::fs::File::open(path).map_err(|source| SignError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file = crate::files::open_regular(path, crate::files::Links::Follow)?;
         super::files::check_private(&file, path)?;
         let text = text::read_small(file, path)?;
         Self::parse_with(&text, Some(path), password)

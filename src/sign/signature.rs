@@ -39,7 +39,8 @@ impl Signature {
 
     /// Reads and parses a minisign signature file.
     pub fn from_file(path: &Path) -> Result<Self, SignError> {
-        let text = text::read_small_file(path)?;
+        // On the medium: only the regular file itself.
+        let text = text::read_small_file(path, crate::files::Links::Refuse)?;
         Self::parse_from(&text, Some(path))
     }
 

@@ -130,13 +130,13 @@ pub(super) fn read_small(file: File, path: &Path) -> Result<Zeroizing<String>, S
     Ok(text)
 }
 
-/// Opens `path` for reading and reads it with [`read_small`].
-pub(super) fn read_small_file(path: &Path) -> Result<Zeroizing<String>, SignError> {
-    let file = File::open(path).map_err(|source| SignError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    read_small(file, path)
+/// Opens `path` (a regular file, without blocking: see
+/// [`crate::files::open_regular`]) and reads it with [`read_small`].
+pub(super) fn read_small_file(
+    path: &Path,
+    links: crate::files::Links,
+) -> Result<Zeroizing<String>, SignError> {
+    read_small(crate::files::open_regular(path, links)?, path)
 }
 
 /// Replaces line breaks and NUL characters so `text` fits on one comment line.

@@ -104,8 +104,8 @@ pub(super) struct Graph {
     walk_budget: u64,
     /// Set once the budget was exceeded: nothing is kept any more.
     over_budget: bool,
-    /// The verified index.json bytes.
-    pub index: Option<Vec<u8>>,
+    /// Whether index.json verified.
+    pub index_verified: bool,
 }
 
 impl Graph {
@@ -134,7 +134,7 @@ impl Graph {
             walk_budget: WALK_BUDGET,
             // Entry indices must leave room for the kind code.
             over_budget: m.entries.len() > INDEX_MASK as usize,
-            index: None,
+            index_verified: false,
         }
     }
 
@@ -412,9 +412,9 @@ pub(super) fn check_images(m: &BundleManifest, graph: &Graph, report: &mut Verif
 /// type, platform filter), in the order of their first image.
 fn walk_groups(m: &BundleManifest) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut by_key: HashMap<(Digest, &str, Option<&[String]>), usize> = HashMap::new();
+    let mut by_key: HashMap<(Digest, &str, Option<&str>), usize> = HashMap::new();
     for (i, img) in m.images.iter().enumerate() {
-        let filter = img.platform_filtered.then_some(img.platforms.as_slice());
+        let filter = img.platform_filtered.then_some(img.platforms.joined());
         let key = (img.digest, img.media_type.as_str(), filter);
         let g = *by_key.entry(key).or_insert_with(|| {
             groups.push(Vec::new());
@@ -442,10 +442,7 @@ impl Walker<'_> {
         }
         let img = &m.images[group[0]];
         let filter: Vec<Platform> = if img.platform_filtered {
-            img.platforms
-                .iter()
-                .filter_map(|p| Platform::parse(p))
-                .collect()
+            img.platforms.iter().filter_map(Platform::parse).collect()
         } else {
             Vec::new()
         };

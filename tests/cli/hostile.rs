@@ -29,8 +29,12 @@ use bundle::sign::{SecretKey, Signature};
 use crate::common::*;
 use crate::support::*;
 
+mod corpus;
+mod fields;
 mod graph;
+mod medium;
 mod scale;
+mod terminal;
 
 /// The image the genuine bundle holds.
 const IMAGE: &str = "app/one:1";
@@ -271,13 +275,24 @@ impl Forge {
         self.publish(case, &m, &volume);
     }
 
-    /// The volume holding `entries`, each its own frame, and bundle.json
-    /// (`template` with entries, sizes and the volume's hash replaced)
-    /// recording them truthfully. Not checked: a case may need a
+    /// The volume holding `entries`, each its own frame (index.json made
+    /// again for the template's images), and bundle.json (`template` with
+    /// entries, sizes and the volume's hash replaced) recording them
+    /// truthfully. Not checked: a case may need a
     /// bundle.json that its own checks refuse.
     fn build(&self, template: &BundleManifest, entries: &[RawEntry]) -> (BundleManifest, Vec<u8>) {
         let level = self.manifest.compression.level;
         let mut m = template.clone();
+        // index.json is a function of bundle.json's images (checked at
+        // parse): always the one the template's images give.
+        let mut entries = entries.to_vec();
+        if let Some(last) = entries.last_mut().filter(|e| e.kind == EntryKind::Index) {
+            let index = template.index_json();
+            let path = EntryKind::Index.path(&Digest::of(&index));
+            *last = RawEntry::blob(header(&path, b'0', "", index.len() as u64), &index);
+            last.kind = EntryKind::Index;
+        }
+        let entries = &entries[..];
         let mut volume = Vec::new();
         let mut tar_pos = 0u64;
         m.entries.clear();

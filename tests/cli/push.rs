@@ -150,10 +150,10 @@ fn pushes_every_tag_to_an_authenticated_tls_registry_with_the_source_digests() {
         );
     }
     let idms = std::fs::read_to_string(config.join("imagedigestmirrorset.yaml")).unwrap();
-    assert!(idms.contains("kind: ImageDigestMirrorSet"), "{idms}");
+    assert!(idms.contains("kind: \"ImageDigestMirrorSet\""), "{idms}");
     assert!(
         idms.contains(&format!(
-            "  - source: {source}/openshift/php\n    mirrors:\n    - {to}/openshift/php\n"
+            "  - source: \"{source}/openshift/php\"\n    mirrors:\n    - \"{to}/openshift/php\"\n"
         )),
         "{idms}"
     );

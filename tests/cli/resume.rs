@@ -250,7 +250,7 @@ impl Case {
 
     /// A run to its end (killed after [`HANG`]: then its exit code is `None`).
     fn run_into(&self, out: &Path, volume_size: &str, extra: &[&str]) -> Output {
-        assert_cmd::Command::from_std(self.command(out, volume_size, extra))
+        BundleCmd::from_std(self.command(out, volume_size, extra))
             .timeout(HANG)
             .output()
             .unwrap()

@@ -681,6 +681,7 @@ fn password_stdin_keeps_the_password_out_of_the_process_list() {
         .write_all(b"reader-pw\n")
         .unwrap();
     let o = child.wait_with_output().unwrap();
+    assert_no_panic(&o);
     ok(&o);
     assert!(out.join("bundle.json").exists());
     let users: Vec<Option<String>> = src.server.requests().into_iter().map(|r| r.user).collect();

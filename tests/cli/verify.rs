@@ -441,13 +441,15 @@ fn listing(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
 /// mount namespace (a write-protected medium; needs root, as CI runs).
 fn on_read_only(dir: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
     let script = r#"dir=$1; shift; mount --bind -o ro "$dir" "$dir" && touch "$dir/.probe" 2>/dev/null && { echo "the mount is writable"; exit 99; }; exec "$@""#;
-    std::process::Command::new("unshare")
+    let output = std::process::Command::new("unshare")
         .args(["-m", "sh", "-c", script, "sh"])
         .arg(dir)
         .arg(env!("CARGO_BIN_EXE_bundle"))
         .args(args)
         .output()
-        .expect("unshare (util-linux) runs")
+        .expect("unshare (util-linux) runs");
+    assert_no_panic(&output);
+    output
 }
 
 /// verify writes nothing into the bundle directory (names, sizes and times

@@ -60,7 +60,7 @@ impl Forge {
 
     /// The genuine entries with the image manifest replaced by `blobs`
     /// (children first; the last is the image's new top, recorded as
-    /// `top_type`), and index.json and bundle.json's image pointing at
+    /// `top_type`), and bundle.json's image (and so index.json) pointing at
     /// that top, so that only the graph inside the blobs can be wrong.
     fn with_top(&self, blobs: Vec<RawEntry>, top_type: &str) -> (Vec<RawEntry>, BundleManifest) {
         let old = self.manifest_index();
@@ -68,18 +68,6 @@ impl Forge {
         let top = blobs.last().expect("a top manifest").clone();
         let mut entries = self.entries.clone();
         entries.splice(old..=old, blobs.iter().cloned());
-
-        let index_at = entries.len() - 1;
-        let genuine_index = &entries[index_at];
-        let mut index: Value = serde_json::from_slice(
-            &genuine_index.tar[BLOCK as usize..][..genuine_index.size as usize],
-        )
-        .unwrap();
-        let d = &mut index["manifests"][0];
-        d["digest"] = json!(top.digest.to_string());
-        d["size"] = json!(top.size);
-        d["mediaType"] = json!(top_type);
-        entries[index_at] = json_entry(EntryKind::Index, &index, None);
 
         let mut template = self.manifest.clone();
         let img = &mut template.images[0];

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use bundle::digest::Digest;
-use bundle::manifest::{EntryKind, Image};
+use bundle::manifest::Image;
 use bundle::oci;
 use serde_json::{Value, json};
 
-use super::graph::{descriptor, json_blob, json_entry};
+use super::graph::{descriptor, json_blob};
 use super::{Forge, IMAGE, RawEntry, forge, header};
 use crate::common::*;
 use crate::support::*;
@@ -152,14 +152,10 @@ impl Forge {
             .copied()
             .filter(|d| *d != top_entry.digest)
             .collect();
-        let mut index = Vec::new();
         template.images = (0..IMAGES)
             .map(|i| {
                 let (m, layer) = (&manifests[i % MANIFESTS], &own[i % MANIFESTS]);
                 let reference = format!("app/img-{i}:1");
-                let mut d = descriptor(m, oci::OCI_MANIFEST);
-                d["annotations"] = json!({oci::REF_NAME: reference});
-                index.push(d);
                 let mut blobs = shared.clone();
                 blobs.extend([layer.digest, m.digest]);
                 Image {
@@ -172,12 +168,7 @@ impl Forge {
                 }
             })
             .collect();
-        let last = entries.len() - 1;
-        entries[last] = json_entry(
-            EntryKind::Index,
-            &json!({"schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": index}),
-            None,
-        );
+        // index.json is made for the images by `Forge::build`.
         (entries, template, own)
     }
 

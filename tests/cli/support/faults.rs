@@ -36,6 +36,11 @@ pub enum Fault {
     /// Answers this status (500, 502, 503, …) with an error envelope; the
     /// registry never sees the request.
     Status(u16),
+    /// As [`Fault::Status`], with [`HOSTILE_MESSAGE`] as the envelope's
+    /// code and message: terminal escape sequences, a carriage return, a bell, a C1
+    /// control and a bidirectional override, for tests that no registry text
+    /// reaches a terminal raw.
+    HostileStatus(u16),
     /// Answers `429 Too Many Requests` with `Retry-After: <secs>`.
     TooManyRequests {
         /// The `Retry-After` value, in seconds.
@@ -66,6 +71,10 @@ pub enum Fault {
         after: u64,
     },
 }
+
+/// The message of a [`Fault::HostileStatus`] envelope, as the client decodes
+/// it: clears the screen, homes the cursor, writes over the line and rings.
+pub const HOSTILE_MESSAGE: &str = "\u{1b}[2J\u{1b}[HVERIFIED\r\u{7}\u{9b}0m\u{202e}txt.exe";
 
 /// The longest a [`Fault::Hold`] keeps a connection whose client stays.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(300);
@@ -527,7 +536,10 @@ fn answer(
     holding: &mut dyn FnMut(&Outcome),
     stop: &AtomicBool,
 ) -> io::Result<bool> {
-    if let Some(status @ (Fault::Status(_) | Fault::TooManyRequests { .. })) = fault {
+    if let Some(
+        status @ (Fault::Status(_) | Fault::HostileStatus(_) | Fault::TooManyRequests { .. }),
+    ) = fault
+    {
         outcome.applied = true;
         return refuse(head, client_in, client_out, status, outcome);
     }
@@ -617,7 +629,10 @@ fn answer(
             holding(outcome);
             hold(client_in, stop)
         }
-        Fault::Status(_) | Fault::TooManyRequests { .. } | Fault::Delay { .. } => {
+        Fault::Status(_)
+        | Fault::HostileStatus(_)
+        | Fault::TooManyRequests { .. }
+        | Fault::Delay { .. } => {
             unreachable!("answered or applied above")
         }
     }
@@ -672,10 +687,17 @@ fn refuse(
         Fault::Status(500) => (500, "Internal Server Error", "UNKNOWN", String::new()),
         Fault::Status(502) => (502, "Bad Gateway", "UNAVAILABLE", String::new()),
         Fault::Status(503) => (503, "Service Unavailable", "UNAVAILABLE", String::new()),
-        Fault::Status(s) => (s, "Injected Fault", "UNKNOWN", String::new()),
+        Fault::Status(s) | Fault::HostileStatus(s) => {
+            (s, "Injected Fault", "UNKNOWN", String::new())
+        }
         other => unreachable!("{other:?} is not an error status"),
     };
-    let body = format!(r#"{{"errors":[{{"code":"{code}","message":"injected {status}"}}]}}"#);
+    let (code, message) = match fault {
+        Fault::HostileStatus(_) => (HOSTILE_MESSAGE, HOSTILE_MESSAGE.to_owned()),
+        _ => (code, format!("injected {status}")),
+    };
+    let errors = serde_json::json!({"errors": [{"code": code, "message": message}]});
+    let body = errors.to_string();
     write!(
         client_out,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n\

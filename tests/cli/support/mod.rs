@@ -48,9 +48,96 @@ pub use seed::{
 };
 pub use token::{Expiry, TokenServer, User};
 
-/// The `bundle` binary built by cargo for this test run, as an `assert_cmd` command.
-pub fn bundle_cmd() -> assert_cmd::Command {
-    assert_cmd::Command::new(env!("CARGO_BIN_EXE_bundle"))
+/// The `bundle` binary built by cargo for this test run. Every run through it
+/// is checked by [`assert_no_panic`], so no test passes over a panic.
+pub fn bundle_cmd() -> BundleCmd {
+    BundleCmd(assert_cmd::Command::new(env!("CARGO_BIN_EXE_bundle")))
+}
+
+/// An `assert_cmd` command for `bundle` whose runs fail the test when the
+/// process panicked (see [`bundle_cmd`]).
+pub struct BundleCmd(assert_cmd::Command);
+
+impl BundleCmd {
+    /// Wraps a `std` command that runs the `bundle` binary.
+    pub fn from_std(cmd: Command) -> Self {
+        BundleCmd(assert_cmd::Command::from_std(cmd))
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, arg: impl AsRef<std::ffi::OsStr>) -> &mut Self {
+        self.0.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.0.args(args);
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(
+        &mut self,
+        key: impl AsRef<std::ffi::OsStr>,
+        value: impl AsRef<std::ffi::OsStr>,
+    ) -> &mut Self {
+        self.0.env(key, value);
+        self
+    }
+
+    /// Removes an environment variable.
+    pub fn env_remove(&mut self, key: impl AsRef<std::ffi::OsStr>) -> &mut Self {
+        self.0.env_remove(key);
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.0.current_dir(dir);
+        self
+    }
+
+    /// Kills the process after `timeout`.
+    pub fn timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+        self.0.timeout(timeout);
+        self
+    }
+
+    /// Writes `input` to the process's stdin.
+    pub fn write_stdin(&mut self, input: impl Into<Vec<u8>>) -> &mut Self {
+        self.0.write_stdin(input);
+        self
+    }
+
+    /// Runs the command to its end; panics if it panicked.
+    pub fn output(&mut self) -> std::io::Result<Output> {
+        let output = self.0.output()?;
+        assert_no_panic(&output);
+        Ok(output)
+    }
+
+    /// Runs the command to its end for `assert_cmd`'s assertions; panics if it panicked.
+    pub fn assert(&mut self) -> assert_cmd::assert::Assert {
+        let output = self.output().expect("running bundle");
+        assert_cmd::assert::Assert::new(output)
+    }
+}
+
+/// Panics when a `bundle` run panicked: exit code 101, or "panicked" on
+/// stderr. No input may crash the binary, so every test checks this.
+pub fn assert_no_panic(output: &Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.code() != Some(101) && !stderr.contains("panicked"),
+        "bundle panicked ({})\n--- stdout\n{}\n--- stderr\n{stderr}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+    );
 }
 
 /// A fresh temporary directory, removed when the value is dropped.

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 
+mod fields;
+
+pub use fields::is_bundle_id;
+
 /// The only format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 /// bundle.json files larger than this are refused before parsing.
@@ -157,12 +161,94 @@ pub struct Image {
     /// Its size.
     pub size: u64,
     /// Platforms the bundle holds for it (`os/arch[/variant]`); empty when unknown.
-    pub platforms: Vec<String>,
+    pub platforms: Platforms,
     /// True when `--platform` left out some entries of its index.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub platform_filtered: bool,
     /// Every digest the image needs, the top manifest included.
     pub blobs: Vec<Digest>,
+}
+
+/// The platforms of an image (`os/arch[/variant]` each), a JSON array in
+/// bundle.json. Kept as one string, each platform checked as it is read:
+/// an array of many tiny strings would otherwise cost far more memory than
+/// the bytes of bundle.json that hold it (3 bytes of `"",` per 24-byte
+/// `String` and its allocation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Platforms(String);
+
+impl Platforms {
+    /// Each platform, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split(',').filter(|p| !p.is_empty())
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The platforms joined with `,` (as `list` shows them).
+    pub fn joined(&self) -> &str {
+        &self.0
+    }
+
+    fn push(&mut self, platform: &str) -> Result<(), &'static str> {
+        fields::platform(platform)?;
+        if !self.0.is_empty() {
+            self.0.push(',');
+        }
+        self.0.push_str(platform);
+        Ok(())
+    }
+}
+
+impl Platforms {
+    /// Platforms from strings, each checked against the grammar; the error
+    /// names the first that fails.
+    pub fn from_strings<S: AsRef<str>>(iter: impl IntoIterator<Item = S>) -> Result<Self, String> {
+        let mut out = Platforms::default();
+        for p in iter {
+            let p = p.as_ref();
+            out.push(p)
+                .map_err(|reason| format!("platform {}: {reason}", fields::shown(p)))?;
+        }
+        Ok(out)
+    }
+}
+
+impl Serialize for Platforms {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Platforms {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Platforms;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of os/arch[/variant] platforms")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Platforms, A::Error> {
+                let mut out = Platforms::default();
+                while let Some(p) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+                    out.push(&p).map_err(|reason| {
+                        serde::de::Error::custom(format!(
+                            "platform {}: {reason}",
+                            fields::shown(&p)
+                        ))
+                    })?;
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
+    }
 }
 
 /// Why a bundle.json was refused.
@@ -185,6 +271,18 @@ pub enum ManifestError {
     /// Internally inconsistent.
     #[error("bundle.json is inconsistent: {0}")]
     Inconsistent(String),
+    /// A string field outside its grammar.
+    #[error("bundle.json field {field}{} is {value}: {reason}", image.as_ref().map(|i| format!(" (image {i})")).unwrap_or_default())]
+    Field {
+        /// The field (`bundle_id`, `images[3].source`, …).
+        field: String,
+        /// The image it belongs to, as shown (quoted, escaped).
+        image: Option<String>,
+        /// The value as shown (quoted, escaped, cut).
+        value: String,
+        /// The grammar it fails.
+        reason: String,
+    },
 }
 
 impl BundleManifest {
@@ -222,6 +320,7 @@ impl BundleManifest {
     /// so a reader can trust every offset it derives from them.
     pub fn check(&self) -> Result<(), ManifestError> {
         let bad = |m: String| Err(ManifestError::Inconsistent(m));
+        fields::check(self)?;
         if self.compression.algorithm != "zstd" {
             return bad(format!(
                 "unknown compression {:?}",
@@ -232,6 +331,7 @@ impl BundleManifest {
             return bad("no volumes or entries".into());
         }
         let mut tar = 0u64;
+        let mut compressed = 0u64;
         for (i, v) in self.volumes.iter().enumerate() {
             if v.name != volume_name(i) {
                 return bad(format!(
@@ -244,6 +344,8 @@ impl BundleManifest {
                 return bad(format!("volume {} has impossible offsets or sizes", v.name));
             }
             tar = checked_add(tar, v.tar_size)?;
+            // Readers add the volumes' sizes up (progress, totals): they must fit.
+            compressed = checked_add(compressed, v.size)?;
         }
         if tar != self.tar_size {
             return bad("volumes do not add up to tar_size".into());
@@ -283,6 +385,29 @@ impl BundleManifest {
             }
             pos = checked_add(e.tar_offset, crate::archive::entry_len(e.size))?;
         }
+        let layout = &self.entries[0];
+        if layout.size != crate::oci::OCI_LAYOUT_FILE.len() as u64
+            || layout.digest != Digest::of(crate::oci::OCI_LAYOUT_FILE)
+        {
+            return bad(format!(
+                "oci-layout is {} bytes with digest {}; bundle writes exactly {:?}",
+                layout.size,
+                layout.digest,
+                String::from_utf8_lossy(crate::oci::OCI_LAYOUT_FILE)
+            ));
+        }
+        let index = self.index_json();
+        let declared = &self.entries[last];
+        if declared.size != index.len() as u64 || declared.digest != Digest::of(&index) {
+            return bad(format!(
+                "index.json is recorded as {} bytes with digest {}, not the index.json of the \
+                 images bundle.json lists ({} bytes, {})",
+                declared.size,
+                declared.digest,
+                index.len(),
+                Digest::of(&index)
+            ));
+        }
         if checked_add(pos, crate::archive::TRAILER_LEN)? != self.tar_size {
             return bad("entries do not add up to tar_size".into());
         }
@@ -298,6 +423,18 @@ impl BundleManifest {
             }
         }
         Ok(())
+    }
+
+    /// The exact index.json bundle writes for these images (see
+    /// [`crate::oci::layout_index`]); the index entry must hold these bytes.
+    pub fn index_json(&self) -> Vec<u8> {
+        crate::oci::layout_index(self.images.iter().map(|i| crate::oci::IndexEntry {
+            reference: &i.reference,
+            source: &i.source,
+            media_type: &i.media_type,
+            digest: i.digest,
+            size: i.size,
+        }))
     }
 
     /// The index.json entry.
@@ -332,12 +469,33 @@ pub(crate) mod tests {
     /// A small consistent manifest: oci-layout, one blob, index.json in one volume.
     pub fn sample() -> BundleManifest {
         let blob = Digest::of(b"blob");
+        let images = vec![Image {
+            reference: "a:b".into(),
+            source: "reg.example/a:b".into(),
+            digest: blob,
+            media_type: crate::oci::OCI_MANIFEST.into(),
+            size: 600,
+            platforms: Platforms::default(),
+            platform_filtered: false,
+            blobs: vec![],
+        }];
+        let index = crate::oci::layout_index(images.iter().map(|i| crate::oci::IndexEntry {
+            reference: &i.reference,
+            source: &i.source,
+            media_type: &i.media_type,
+            digest: i.digest,
+            size: i.size,
+        }));
         let mut entries = vec![];
         let mut pos = 0;
         for (kind, digest, size) in [
-            (EntryKind::OciLayout, Digest::of(b"layout"), 30),
+            (
+                EntryKind::OciLayout,
+                Digest::of(crate::oci::OCI_LAYOUT_FILE),
+                crate::oci::OCI_LAYOUT_FILE.len() as u64,
+            ),
             (EntryKind::Blob, blob, 600),
-            (EntryKind::Index, Digest::of(b"index"), 200),
+            (EntryKind::Index, Digest::of(&index), index.len() as u64),
         ] {
             entries.push(Entry {
                 kind,
@@ -353,7 +511,7 @@ pub(crate) mod tests {
         let tar_size = pos + TRAILER_LEN;
         BundleManifest {
             format_version: 1,
-            bundle_id: "x".into(),
+            bundle_id: "0123456789abcdef0123456789abcdef".into(),
             created: "2026-01-01T00:00:00Z".into(),
             tool: "bundle test".into(),
             source: "oci:x".into(),
@@ -371,16 +529,7 @@ pub(crate) mod tests {
                 tar_size,
             }],
             entries,
-            images: vec![Image {
-                reference: "a:b".into(),
-                source: "h/a:b".into(),
-                digest: blob,
-                media_type: crate::oci::OCI_MANIFEST.into(),
-                size: 600,
-                platforms: vec![],
-                platform_filtered: false,
-                blobs: vec![],
-            }],
+            images,
             base_bundle: None,
         }
     }
@@ -419,6 +568,35 @@ pub(crate) mod tests {
         let mut m = sample();
         m.volumes[0].size = m.volume_size + 1;
         assert!(BundleManifest::parse(&m.to_canonical_bytes()).is_err());
+        // index.json is a function of the images: another one is refused,
+        // and so is an oci-layout other than the constant.
+        let mut m = sample();
+        m.entries[2].digest = Digest::of(b"another index.json");
+        assert!(matches!(
+            BundleManifest::parse(&m.to_canonical_bytes()),
+            Err(ManifestError::Inconsistent(e)) if e.contains("not the index.json of the images")
+        ));
+        let mut m = sample();
+        m.entries[0].digest = Digest::of(b"{}");
+        assert!(matches!(
+            BundleManifest::parse(&m.to_canonical_bytes()),
+            Err(ManifestError::Inconsistent(e)) if e.contains("oci-layout")
+        ));
+        // Two volumes whose sizes add up past u64: refused, never summed.
+        let mut m = sample();
+        m.volume_size = u64::MAX;
+        let mut second = m.volumes[0].clone();
+        second.name = volume_name(1);
+        second.size = u64::MAX;
+        second.tar_offset = m.tar_size;
+        second.tar_size = 1;
+        m.volumes[0].size = u64::MAX;
+        m.volumes.push(second);
+        m.tar_size += 1;
+        assert!(matches!(
+            BundleManifest::parse(&m.to_canonical_bytes()),
+            Err(ManifestError::Inconsistent(e)) if e.contains("overflow")
+        ));
         assert!(BundleManifest::parse(b"{\"format_version\":1,\"x\":").is_err());
     }
 }

@@ -1,0 +1,39 @@
+//! Characters that must never reach a terminal, a configuration file or a
+//! file name as they are: shared by the grammar of bundle.json's strings
+//! (which refuses them) and the CLI's output (which escapes them).
+
+/// True for a character that must not reach a terminal as it is: C0
+/// controls (line breaks and tabs included), DEL, C1 controls, the Unicode
+/// line and paragraph separators, every format character (category Cf:
+/// bidirectional overrides, isolates and marks, zero-width characters, the
+/// byte order mark, interlinear annotation, tags) and the invisible Hangul fillers.
+pub fn is_unsafe(c: char) -> bool {
+    matches!(
+        c,
+        '\0'..='\x1f'
+            | '\x7f'..='\u{9f}'
+            | '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
+}
