@@ -8,7 +8,7 @@
 # /usr/bin/time (wall s, peak RSS): verify; extract into a fresh layout; list
 # --json; verify with one volume moved away (every image it holds a blob of
 # is named in the findings); and verify of the hostile variant (every tag
-# names one index over all the manifests and lists nothing else, plus 4×S
+# names one index over the manifests and lists nothing else, plus 4×S
 # unneeded manifests of ~4 MiB). Results go to bench/results/scale.md.
 set -euo pipefail
 
@@ -78,7 +78,7 @@ trap 'rm -rf "$WORK"' EXIT
 # exit codes 0 and 1 (a bad bundle, expected for the damaged one) are results.
 measure() {
     local tf="$WORK/time" rc=0
-    timeout "$TIMEOUT" /usr/bin/time -f '%e %M' -o "$tf" "$@" > "$WORK/out" 2> "$WORK/err" || rc=$?
+    /usr/bin/time -f '%e %M' -o "$tf" timeout "$TIMEOUT" "$@" > "$WORK/out" 2> "$WORK/err" || rc=$?
     if [ "$rc" = 124 ]; then echo ">$TIMEOUT -"; return; fi
     if [ "$rc" -gt 1 ]; then tail -3 "$WORK/err" >&2; die "$* exited $rc"; fi
     tail -1 "$tf" | awk '{ printf "%.2f %.0f\n", $1, $2 / 1024 }'
