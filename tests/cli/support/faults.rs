@@ -481,12 +481,20 @@ fn serve_connection(
             (s.upstream.clone(), fault, s.log.len() - 1)
         };
         let mut outcome = Outcome::default();
-        let mut holding = |outcome: &Outcome| {
+        let mut ended = false;
+        let mut tell = |told: Told, outcome: &Outcome| {
             let mut s = state.lock().expect("fault proxy lock");
             let entry = &mut s.log[index];
             entry.status = outcome.status;
             entry.sent = outcome.sent;
-            entry.held = true;
+            match told {
+                Told::Holding => entry.held = true,
+                Told::LastByte => {
+                    let (method, path) = (entry.method.clone(), entry.path.clone());
+                    s.count(&method, &path, -1);
+                    ended = true;
+                }
+            }
         };
         let result = answer(
             head,
@@ -495,7 +503,7 @@ fn serve_connection(
             &upstream,
             fault,
             &mut outcome,
-            &mut holding,
+            &mut tell,
             stop,
         );
         let mut s = state.lock().expect("fault proxy lock");
@@ -509,9 +517,23 @@ fn serve_connection(
             entry.fault = None;
         }
         let (method, path) = (entry.method.clone(), entry.path.clone());
-        s.count(&method, &path, -1);
+        if !ended {
+            s.count(&method, &path, -1);
+        }
         result
     })
+}
+
+/// What [`answer`] tells the proxy while it answers.
+#[derive(Clone, Copy)]
+enum Told {
+    /// A [`Fault::Hold`] starts holding.
+    Holding,
+    /// The last byte of a trickled body is about to be sent: from here on the
+    /// request no longer counts as in flight, since the client cannot start
+    /// its next one before that byte arrives (counting it until after the
+    /// write would let a busy machine see two at once with `--jobs 1`).
+    LastByte,
 }
 
 /// What was sent back, for the log.
@@ -524,7 +546,8 @@ struct Outcome {
 }
 
 /// Answers one request, with `fault` if any; returns whether to close.
-/// `holding` is told when a [`Fault::Hold`] starts holding; `stop` ends holds.
+/// `tell` is told when a [`Fault::Hold`] starts holding and before the last
+/// byte of a trickled body; `stop` ends holds.
 #[allow(clippy::too_many_arguments)]
 fn answer(
     head: &Head,
@@ -533,7 +556,7 @@ fn answer(
     upstream: &str,
     fault: Option<Fault>,
     outcome: &mut Outcome,
-    holding: &mut dyn FnMut(&Outcome),
+    tell: &mut dyn FnMut(Told, &Outcome),
     stop: &AtomicBool,
 ) -> io::Result<bool> {
     if let Some(
@@ -545,7 +568,7 @@ fn answer(
     }
     if let Some(Fault::Hold { after: 0 }) = fault {
         outcome.applied = true;
-        holding(outcome);
+        tell(Told::Holding, outcome);
         return hold(client_in, stop);
     }
     let fault = match fault {
@@ -606,7 +629,16 @@ fn answer(
         Fault::Trickle { bytes_per_sec } => {
             let step = (bytes_per_sec / 10).max(1);
             while outcome.sent < len {
-                outcome.sent += copy_n(body, client_out, step.min(len - outcome.sent))?;
+                let mut n = step.min(len - outcome.sent);
+                if outcome.sent + n == len {
+                    if n > 1 {
+                        outcome.sent += copy_n(body, client_out, n - 1)?;
+                        client_out.flush()?;
+                    }
+                    tell(Told::LastByte, outcome);
+                    n = 1;
+                }
+                outcome.sent += copy_n(body, client_out, n)?;
                 client_out.flush()?;
                 if outcome.sent < len {
                     std::thread::sleep(Duration::from_millis(100));
@@ -626,7 +658,7 @@ fn answer(
         Fault::Hold { after } => {
             outcome.sent = copy_n(body, client_out, after.min(len))?;
             client_out.flush()?;
-            holding(outcome);
+            tell(Told::Holding, outcome);
             hold(client_in, stop)
         }
         Fault::Status(_)
