@@ -142,24 +142,12 @@ pub fn ensure_space(dir: &Path, needed: u64, what: &str) -> anyhow::Result<()> {
     if free < needed {
         bail!(
             "{what} needs {needed} bytes ({}) on the file system of {}, which has {free} ({}) free",
-            human(needed),
+            crate::text::human_bytes(needed),
             dir.display(),
-            human(free)
+            crate::text::human_bytes(free)
         );
     }
     Ok(())
-}
-
-/// `1.5 GiB`-style sizes for messages.
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Refuses a path whose directories above `path` (as given) include a

@@ -1,6 +1,7 @@
-//! Characters that must never reach a terminal, a configuration file or a
-//! file name as they are: shared by the grammar of bundle.json's strings
-//! (which refuses them) and the CLI's output (which escapes them).
+//! Text for people: characters that must never reach a terminal, a
+//! configuration file or a file name as they are (shared by the grammar of
+//! bundle.json's strings, which refuses them, and the CLI's output, which
+//! escapes them), and sizes as people read them.
 
 /// True for a character that must not reach a terminal as it is: C0
 /// controls (line breaks and tabs included), DEL, C1 controls, the Unicode
@@ -36,4 +37,20 @@ pub fn is_unsafe(c: char) -> bool {
             | '\u{e0001}'
             | '\u{e0020}'..='\u{e007f}'
     )
+}
+
+/// `1.5 GiB`-style sizes for humans (`512 B` below a KiB).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
