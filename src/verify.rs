@@ -17,10 +17,10 @@ use crate::digest::Digest;
 use crate::files::{Links, read_capped};
 use crate::manifest::{self, BundleManifest, Entry, EntryKind};
 use crate::oci;
+use crate::sign::{self, PublicKey, Signature};
 use affected::Affected;
 use graph::{Graph, check_images};
 
-use crate::sign::{self, PublicKey, Signature};
 pub use graph::{GRAPH_BUDGET, MAX_IMAGE_FINDINGS, WALK_BUDGET};
 
 /// The stage a problem was found at, in the order they are checked.
