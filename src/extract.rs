@@ -91,7 +91,13 @@ fn read_layout_index(layout: &Path) -> anyhow::Result<serde_json::Value> {
         );
     }
     let bytes = crate::files::read_capped(&index_path, 64 << 20, crate::files::Links::Refuse)?;
-    serde_json::from_slice(&bytes).with_context(|| format!("reading {}", index_path.display()))
+    let index: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("reading {}", index_path.display()))?;
+    // Checked here, before any volume is read, not only when publishing.
+    if !index["manifests"].is_array() {
+        bail!("{} has no manifests list", index_path.display());
+    }
+    Ok(index)
 }
 
 /// Ref name → digest of every entry of a layout index.

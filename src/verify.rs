@@ -9,6 +9,7 @@ mod affected;
 mod graph;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -52,7 +53,7 @@ pub struct Finding {
     pub blob: Option<Digest>,
     /// Images that need the blob or volume.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub images: Vec<String>,
+    pub images: Vec<Arc<str>>,
     /// What is wrong.
     pub message: String,
 }
@@ -363,6 +364,7 @@ fn problem_finding(affected: &Affected<'_>, p: &Problem) -> Finding {
         | ProblemKind::VolumeSize { .. }
         | ProblemKind::VolumeHash { .. }
         | ProblemKind::ExtraVolume
+        | ProblemKind::ExtraVolumes { .. }
         | ProblemKind::VolumeUnreadable { .. } => Stage::Volumes,
         _ => Stage::Blobs,
     };

@@ -90,6 +90,12 @@ pub enum ProblemKind {
     /// A volume file that bundle.json does not list.
     #[error("extra volume not listed in bundle.json")]
     ExtraVolume,
+    /// More volume-like files than are named one by one.
+    #[error("{more} more files named like volumes that bundle.json does not list")]
+    ExtraVolumes {
+        /// How many were not named.
+        more: usize,
+    },
     /// A volume could not be read.
     #[error("cannot read volume: {reason}")]
     VolumeUnreadable {
@@ -333,30 +339,57 @@ fn vproblem(v: &Volume, kind: ProblemKind) -> Problem {
     }
 }
 
-/// Volume-like files in the bundle directories that bundle.json does not list.
+/// At most this many extra volume-like files are named; the rest are counted.
+const MAX_EXTRA_NAMED: usize = 100;
+
+/// Volume-like files in the bundle directories that bundle.json does not
+/// list: the first [`MAX_EXTRA_NAMED`] by name, then how many more (a medium
+/// can hold millions of such names, and a report must not grow with them).
 fn extra_volumes(manifest: &BundleManifest, dirs: &[PathBuf]) -> Vec<Problem> {
     let listed: BTreeSet<&str> = manifest.volumes.iter().map(|v| v.name.as_str()).collect();
-    let mut extra = BTreeSet::new();
+    let mut extra: BTreeSet<std::ffi::OsString> = BTreeSet::new();
+    let mut more = 0usize;
     for dir in dirs {
         let Ok(read) = std::fs::read_dir(dir) else {
             continue;
         };
         for entry in read.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(VOLUME_PREFIX) && !listed.contains(name.as_str()) {
-                extra.insert(name);
+            let name = entry.file_name();
+            let bytes = name.as_encoded_bytes();
+            let listed_name = name.to_str().is_some_and(|n| listed.contains(n));
+            if !bytes.starts_with(VOLUME_PREFIX.as_bytes()) || listed_name || extra.contains(&name)
+            {
+                continue;
+            }
+            extra.insert(name);
+            if extra.len() > MAX_EXTRA_NAMED {
+                extra.pop_last();
+                more += 1;
             }
         }
     }
-    extra
+    let mut problems: Vec<Problem> = extra
         .into_iter()
         .map(|name| Problem {
-            volume: Some(name),
+            // A name that is not UTF-8 is shown with its odd bytes escaped.
+            volume: Some(match name.to_str() {
+                Some(n) => n.to_owned(),
+                None => format!("{name:?}"),
+            }),
             entry: None,
             digest: None,
             kind: ProblemKind::ExtraVolume,
         })
-        .collect()
+        .collect();
+    if more > 0 {
+        problems.push(Problem {
+            volume: None,
+            entry: None,
+            digest: None,
+            kind: ProblemKind::ExtraVolumes { more },
+        });
+    }
+    problems
 }
 
 enum Msg {

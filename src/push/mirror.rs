@@ -5,7 +5,7 @@
 //! the distribution grammar ([`ImageReference`]), and the YAML and TOML files
 //! are written by [`super::quoted`], which quotes every value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
 
@@ -95,7 +95,9 @@ pub fn mirror_config(
     bundle_id: &str,
 ) -> Result<Vec<(&'static str, String)>, MirrorConfigError> {
     let mut mapping = String::new();
-    let mut repos: BTreeMap<String, String> = BTreeMap::new();
+    // Each source repository and every target repository its images went to
+    // (two images of one source may be mapped to two targets: each is a mirror).
+    let mut repos: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in images
         .iter()
         .filter(|r| !r.image.source.starts_with("oci:"))
@@ -120,7 +122,10 @@ pub fn mirror_config(
         // of place, space or line end: one line per image, split unambiguously.
         let source_repo = repository_of(&source);
         mapping.push_str(&format!("{source_repo}@{}={target}\n", r.image.digest));
-        repos.insert(source_repo, repository_of(&target));
+        repos
+            .entry(source_repo)
+            .or_default()
+            .insert(repository_of(&target));
     }
     if repos.is_empty() {
         return Ok(Vec::new());
@@ -132,10 +137,13 @@ pub fn mirror_config(
 
     let mirrors = repos
         .iter()
-        .map(|(source, target)| {
+        .map(|(source, targets)| {
             Yaml::Map(vec![
                 ("source", Yaml::str(source)),
-                ("mirrors", Yaml::Seq(vec![Yaml::str(target)])),
+                (
+                    "mirrors",
+                    Yaml::Seq(targets.iter().map(Yaml::str).collect()),
+                ),
             ])
         })
         .collect();
@@ -157,14 +165,19 @@ pub fn mirror_config(
 
     let registries = repos
         .iter()
-        .map(|(source, target)| {
+        .map(|(source, targets)| {
             vec![
                 ("prefix", Toml::Str(source.clone())),
                 ("location", Toml::Str(source.clone())),
                 ("mirror-by-digest-only", Toml::Bool(true)),
                 (
                     "mirror",
-                    Toml::Tables(vec![vec![("location", Toml::Str(target.clone()))]]),
+                    Toml::Tables(
+                        targets
+                            .iter()
+                            .map(|t| vec![("location", Toml::Str(t.clone()))])
+                            .collect(),
+                    ),
                 ),
             ]
         })
@@ -369,6 +382,30 @@ mod tests {
                 .expect("a layout source")
                 .is_empty()
         );
+    }
+
+    /// Two images of one source repository mapped to two target
+    /// repositories (their layout names differ): both targets are mirrors
+    /// of the source, none dropped.
+    #[test]
+    fn a_source_repository_mirrored_to_two_targets_keeps_both() {
+        let both = vec![
+            image("r0:t", "quay.io/a/b:1", "p/r0", Some("t")),
+            image("r1:t", "quay.io/a/b:2", "p/r1", Some("t")),
+        ];
+        let files = mirror_config(&both, ID).expect("valid references");
+        let targets = ["reg.internal:5000/p/r0", "reg.internal:5000/p/r1"];
+        let idms = read_back::yaml(&files[1].1);
+        assert_eq!(
+            idms[0]["spec"]["imageDigestMirrors"],
+            json!([{"source": "quay.io/a/b", "mirrors": targets}])
+        );
+        let conf = read_back::toml(&files[2].1);
+        assert_eq!(
+            conf["registry"][0]["mirror"],
+            json!([{"location": targets[0]}, {"location": targets[1]}])
+        );
+        assert_eq!(files[0].1.lines().count(), 2);
     }
 
     /// The id reaches the files only as the object name, filtered, and in

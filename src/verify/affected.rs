@@ -3,6 +3,7 @@
 //! finding, so that reporting stays linear in bundle.json.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::manifest::{BundleManifest, VOLUME_PREFIX, Volume};
@@ -15,6 +16,9 @@ pub(super) struct Affected<'m> {
     /// Images of slot `s`: `images[starts[s]..starts[s + 1]]`.
     starts: Vec<u32>,
     images: Vec<u32>,
+    /// Each image's reference, shared by every finding that names it (a
+    /// copy per finding would cost more than bundle.json spends on it).
+    names: Vec<Arc<str>>,
 }
 
 impl<'m> Affected<'m> {
@@ -44,6 +48,11 @@ impl<'m> Affected<'m> {
             slot,
             starts,
             images,
+            names: m
+                .images
+                .iter()
+                .map(|i| Arc::from(i.reference.as_str()))
+                .collect(),
         }
     }
 
@@ -60,13 +69,13 @@ impl<'m> Affected<'m> {
     }
 
     /// References of the images that need `digest`, sorted.
-    pub fn of_blob(&self, digest: &Digest) -> Vec<String> {
+    pub fn of_blob(&self, digest: &Digest) -> Vec<Arc<str>> {
         self.references(self.needing(digest).iter().copied())
     }
 
     /// References of the images that need an entry with any byte in volume
     /// `name`, sorted (entries tile the stream in order: found by binary search).
-    pub fn of_volume(&self, name: &str) -> Vec<String> {
+    pub fn of_volume(&self, name: &str) -> Vec<Arc<str>> {
         let Some(v) = volume_named(self.m, name) else {
             return vec![];
         };
@@ -83,11 +92,9 @@ impl<'m> Affected<'m> {
         self.references(images.into_iter())
     }
 
-    fn references(&self, images: impl Iterator<Item = u32>) -> Vec<String> {
-        let names: BTreeSet<&str> = images
-            .map(|i| self.m.images[i as usize].reference.as_str())
-            .collect();
-        names.into_iter().map(str::to_owned).collect()
+    fn references(&self, images: impl Iterator<Item = u32>) -> Vec<Arc<str>> {
+        let names: BTreeSet<&Arc<str>> = images.map(|i| &self.names[i as usize]).collect();
+        names.into_iter().cloned().collect()
     }
 }
 

@@ -391,7 +391,7 @@ pub(super) fn check_images(m: &BundleManifest, graph: &Graph, report: &mut Verif
                         stage: Stage::Images,
                         file: None,
                         blob: *blob,
-                        images: vec![img.reference.clone()],
+                        images: vec![img.reference.as_str().into()],
                         message: format!("{}: {message}", img.reference),
                     },
                 ));
@@ -441,17 +441,30 @@ impl Walker<'_> {
             }
         }
         let img = &m.images[group[0]];
-        let filter: Vec<Platform> = if img.platform_filtered {
-            img.platforms.iter().filter_map(Platform::parse).collect()
+        // The filter as a set, so that each check is one or two lookups
+        // whatever its length: a filter selects a platform with its os,
+        // architecture and variant, or (without a variant) any variant.
+        let filter: HashSet<(&str, &str, Option<&str>)> = if img.platform_filtered {
+            img.platforms
+                .iter()
+                .filter_map(|p| {
+                    let mut parts = p.split('/');
+                    Some((parts.next()?, parts.next()?, parts.next()))
+                })
+                .collect()
         } else {
-            Vec::new()
+            HashSet::new()
+        };
+        let selected = |p: &Platform| {
+            filter.contains(&(p.os.as_str(), p.architecture.as_str(), None))
+                || p.variant.as_deref().is_some_and(|v| {
+                    filter.contains(&(p.os.as_str(), p.architecture.as_str(), Some(v)))
+                })
         };
         let skipped = |platform: u32| {
             img.platform_filtered
                 && platform != NONE
-                && !filter
-                    .iter()
-                    .any(|f| f.selects(&graph.platforms[platform as usize]))
+                && !selected(&graph.platforms[platform as usize])
         };
         let missing = |d: Digest| {
             (

@@ -505,3 +505,44 @@ impl BundleManifestJson {
         }
     }
 }
+
+/// Files named like volumes that bundle.json does not list are reported by
+/// name up to 100, then counted: a medium holding millions of them makes a
+/// report of bounded size (and memory), with the right count.
+#[test]
+fn extra_volume_files_are_named_up_to_a_limit_then_counted() {
+    let fx = forge();
+    let case = fx.case("many-extra-volumes");
+    copy_dir_all(&fx.good, &case.bundle);
+    for i in 0..1_000 {
+        fs::write(case.bundle.join(format!("images.tar.zst.x{i:04}")), b"").unwrap();
+    }
+    let out = run(
+        &case.cwd,
+        &[
+            "verify".as_ref(),
+            case.bundle.as_os_str(),
+            "--pubkey".as_ref(),
+            fx.keys.public.as_os_str(),
+            "--json".as_ref(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    let named: Vec<&str> = findings
+        .iter()
+        .filter(|f| f["message"] == "extra volume not listed in bundle.json")
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(named.len(), 100, "{findings:?}");
+    assert_eq!(named[0], "images.tar.zst.x0000");
+    assert_eq!(named[99], "images.tar.zst.x0099");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["message"]
+                == "900 more files named like volumes that bundle.json does not list"),
+        "{findings:?}"
+    );
+}
