@@ -175,11 +175,10 @@ pub fn refuse_links_above(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes sure `dir` is a real directory, creating it (and what is missing
-/// above it, mode [`DIR_MODE`]) if needed: neither it nor a directory above
-/// it in the path given may be a symbolic link, and it may not be anything
-/// but a directory.
-pub fn real_dir(dir: &Path) -> anyhow::Result<()> {
+/// Checks, without creating anything, that `dir` can be written as a real
+/// directory: neither it nor a directory above it in the path given is a
+/// symbolic link, and it is a directory if it exists. Returns whether it exists.
+pub fn check_real_dir(dir: &Path) -> anyhow::Result<bool> {
     refuse_links_above(dir)?;
     match fs::symlink_metadata(dir) {
         Ok(m) if m.file_type().is_symlink() => bail!(
@@ -191,16 +190,22 @@ pub fn real_dir(dir: &Path) -> anyhow::Result<()> {
             dir.display(),
             kind_name(m.file_type())
         ),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            create_dir(dir).with_context(|| format!("creating {}", dir.display()))
-        }
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("examining {}", dir.display())),
     }
+}
+
+/// Makes sure `dir` is a real directory ([`check_real_dir`]), creating it
+/// (and what is missing above it) if needed, mode [`DIR_MODE`].
+pub fn real_dir(dir: &Path) -> anyhow::Result<()> {
+    if check_real_dir(dir)? {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    create_dir(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
 /// Removes a file; one that is not there is fine.

@@ -64,16 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if let Some(dir) = &args.mirror_config {
         // Before anything is pushed: a link or a file there is refused now,
         // not after the tags are set.
-        crate::files::refuse_links_above(dir)?;
-        if let Ok(m) = std::fs::symlink_metadata(dir)
-            && !m.is_dir()
-        {
-            bail!(
-                "--mirror-config {} is {}, not a directory",
-                dir.display(),
-                crate::files::kind_name(m.file_type())
-            );
-        }
+        crate::files::check_real_dir(dir).context("--mirror-config")?;
     }
     for repo in &args.mount_from {
         anyhow::ensure!(
