@@ -897,7 +897,9 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
         None => r.repository.clone(),
     };
     let mut lines = Vec::new();
-    let mut repos = std::collections::BTreeMap::new();
+    // Each source repository and every target repository its images go to.
+    let mut repos: std::collections::BTreeMap<String, BTreeSet<String>> =
+        std::collections::BTreeMap::new();
     let mut valid = true;
     for r in images
         .iter()
@@ -910,7 +912,7 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
             (Ok(source), Ok(target)) => {
                 let source = repository(&source);
                 lines.push(format!("{source}@{}={}", r.image.digest, r.target));
-                repos.insert(source, repository(&target));
+                repos.entry(source).or_default().insert(repository(&target));
             }
             _ => valid = false,
         }
@@ -966,7 +968,7 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
     }
     let mirrors: Vec<_> = repos
         .iter()
-        .map(|(source, target)| serde_json::json!({"source": source, "mirrors": [target]}))
+        .map(|(source, targets)| serde_json::json!({"source": source, "mirrors": targets}))
         .collect();
     assert_eq!(
         *idms,
@@ -986,12 +988,16 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
         .unwrap_or_else(|e| panic!("the TOML does not parse: {e}\n{}", files[2].1));
     let registries: Vec<_> = repos
         .iter()
-        .map(|(source, target)| {
+        .map(|(source, targets)| {
+            let mirror: Vec<_> = targets
+                .iter()
+                .map(|t| serde_json::json!({"location": t}))
+                .collect();
             serde_json::json!({
                 "prefix": source,
                 "location": source,
                 "mirror-by-digest-only": true,
-                "mirror": [{"location": target}],
+                "mirror": mirror,
             })
         })
         .collect();
