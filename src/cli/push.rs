@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::options::{BundleArgs, RegistryArgs, parse_jobs};
 use super::output::outln;
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
+use crate::manifest::BundleManifest;
 use crate::push::{
     self, Destination, ExistingTags, PushOptions, PushReport, RepoLayout, TagOutcome,
 };
@@ -61,11 +62,6 @@ struct Output<'a> {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let trust = args.bundle.trust()?;
     let destination = Destination::parse(&args.to)?;
-    if let Some(dir) = &args.mirror_config {
-        // Before anything is pushed: a link or a file there is refused now,
-        // not after the tags are set.
-        crate::files::check_real_dir(dir).context("--mirror-config")?;
-    }
     for repo in &args.mount_from {
         anyhow::ensure!(
             is_valid_repository(repo),
@@ -102,7 +98,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .build()?;
     let host = destination.registry.as_str();
     let client = args.registry.client_options(destination.host())?;
-    let connect = || {
+    let mirror_dir = |id: &str| match &args.mirror_config {
+        Some(dir) => Ok(dir.clone()),
+        None => push::default_mirror_dir(id),
+    };
+    let connect = |m: &BundleManifest| {
+        // Before anything is sent: the directory the mirror configuration
+        // goes to must be usable (not a link, not a file), not found out
+        // only after the tags are set.
+        let dir = mirror_dir(&m.bundle_id)?;
+        crate::files::check_real_dir(&dir)
+            .context("checking the mirror configuration directory")?;
         runtime
             .block_on(Registry::connect(host, &client))
             .with_context(|| format!("connecting to {host}"))
@@ -134,10 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut written = Vec::new();
     if report.tagged {
         let id = report.verify.bundle_id.clone().unwrap_or_default();
-        let dir = match &args.mirror_config {
-            Some(dir) => dir.clone(),
-            None => push::default_mirror_dir(&id)?,
-        };
+        let dir = mirror_dir(&id)?;
         let pushed: Vec<_> = report
             .images
             .iter()

@@ -28,9 +28,12 @@ impl Destination {
         };
         let (host, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let prefix = prefix.trim_matches('/');
-        if host.is_empty() {
+        if !crate::registry::is_valid_host(host) {
             bail!("--to {s:?}: expected REGISTRY[/PREFIX], like registry.local:5000/mirror");
         }
+        // Host names are case-insensitive; references (and so the mirror
+        // configuration) spell them in lowercase.
+        let host = host.to_ascii_lowercase();
         if !prefix.is_empty() && !is_valid_repository(prefix) {
             bail!(
                 "--to {s:?}: the prefix {prefix:?} is not a repository path (lowercase components separated by '/')"
@@ -186,6 +189,9 @@ mod tests {
         );
         assert_eq!(d.prefix, "");
         assert!(Destination::parse("/x").is_err());
+        assert!(Destination::parse("reg\n[x]/m").is_err());
+        let d = Destination::parse("REG.Example:5000/m").expect("ok");
+        assert_eq!(d.host(), "reg.example:5000");
         assert!(Destination::parse("reg/Upper").is_err());
     }
 

@@ -153,15 +153,16 @@ pub struct PushReport {
 
 /// Verifies the bundle in `dirs[0]` while pushing it to the registry that
 /// `connect` reaches; tags only if it all verified. `connect` is called only
-/// once the signature verified and every volume is there: a wrong key or a
-/// missing volume sends nothing.
+/// once the signature verified and every volume is there (a wrong key or a
+/// missing volume sends nothing), with the verified bundle.json, so that the
+/// caller can check what it needs before anything is sent.
 ///
 /// Async work runs on `rt`; the caller's thread reads the volumes (it must not
 /// be a runtime thread).
 pub fn push(
     dirs: &[PathBuf],
     trust: &verify::Trust,
-    connect: &dyn Fn() -> anyhow::Result<Registry>,
+    connect: &dyn Fn(&BundleManifest) -> anyhow::Result<Registry>,
     opts: &PushOptions,
     rt: &Handle,
     progress: &mut dyn FnMut(u64, u64),
@@ -197,7 +198,7 @@ pub fn push(
         return Ok(out);
     }
 
-    let registry = connect()?.with_upload_chunk_size(upload::CHUNK);
+    let registry = connect(&m)?.with_upload_chunk_size(upload::CHUNK);
     let survey = rt.block_on(survey(&registry, &m, &mapped, &opts.mount_from, opts.jobs))?;
     out.stats = PushStats {
         blobs_present: survey.blobs_present,

@@ -406,8 +406,8 @@ mount -o remount,size=64m "$DIR" || exit 98
 
 /// The mirror configuration is never written through a link planted at its
 /// directory (the default `bundle-mirror-<id>` is named from the medium) or
-/// above it, and an explicit `--mirror-config` that is a file or a link is
-/// refused before anything is pushed.
+/// above it, and a directory that is a file or a link (default or
+/// `--mirror-config`) is refused before anything is pushed.
 #[test]
 fn mirror_configuration_is_never_written_through_a_link() {
     let b = bundled("1M");
@@ -445,6 +445,18 @@ fn mirror_configuration_is_never_written_through_a_link() {
         "ORIGINAL"
     );
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 1, "{t}");
+    // Found before anything was sent, not after the tags were set.
+    let catalog = curl(
+        &target.curl_args(),
+        &format!("{}/v2/_catalog", target.url()),
+    );
+    assert!(
+        catalog.json()["repositories"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "pushed before refusing: {}",
+        catalog.json()
+    );
 
     // Explicit directories: a file, a link, a link above it: refused before
     // a byte is pushed (the second target stays empty).
