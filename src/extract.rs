@@ -20,7 +20,7 @@ use crate::archive::reader::Sink;
 use crate::digest::{Digest, Hasher};
 use crate::files::write_atomic;
 use crate::manifest::{BundleManifest, Entry, EntryKind};
-use crate::oci::{self, LayoutIndex};
+use crate::oci;
 use crate::verify::{self, VerifyReport};
 
 /// What an extract did.
@@ -29,6 +29,7 @@ pub struct ExtractReport {
     /// The checks, as `verify` reports them.
     pub verify: VerifyReport,
     /// The layout directory.
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub layout: PathBuf,
     /// Blobs written.
     pub blobs_written: usize,
@@ -51,17 +52,17 @@ pub fn extract(
     let mut sink = LayoutSink {
         blobs_dir: PathBuf::new(),
         current: None,
-        small: Vec::new(),
-        index: None,
+        index_verified: false,
         written: 0,
         present: 0,
     };
     // Nothing is created in the layout unless the signature verified and every volume is there.
-    if let Some(m) = m.filter(|m| verify::volumes_present(m, dirs, &mut report)) {
+    let m = m.filter(|m| verify::volumes_present(m, dirs, &mut report));
+    if let Some(m) = &m {
         sink.blobs_dir = prepare_layout(layout)?;
-        check_conflicts(layout, &m)?;
-        check_space(&sink.blobs_dir, &m)?;
-        let read = verify::read_into(&m, dirs, progress, Some(&mut sink), &mut report);
+        check_conflicts(layout, m)?;
+        check_space(&sink.blobs_dir, m)?;
+        let read = verify::read_into(m, dirs, progress, Some(&mut sink), &mut report);
         sink.discard_current();
         read?;
     }
@@ -73,14 +74,19 @@ pub fn extract(
         published: false,
         verify: report,
     };
-    if !out.verify.ok() {
+    let Some(m) = m.filter(|_| out.verify.ok()) else {
         return Ok(out);
-    }
-    let index = sink.index.context("index.json verified but was not kept")?;
-    out.images_added = publish_index(layout, &index)?;
+    };
+    anyhow::ensure!(sink.index_verified, "index.json verified but was not seen");
+    out.images_added = publish_index(layout, &m)?;
     out.published = true;
     Ok(out)
 }
+
+/// The largest index.json read from a layout: one `extract` would make
+/// larger is refused before any volume is read (it could not be added to
+/// again).
+const MAX_LAYOUT_INDEX: u64 = 64 << 20;
 
 /// The layout's index.json (an empty index when there is none yet).
 fn read_layout_index(layout: &Path) -> anyhow::Result<serde_json::Value> {
@@ -90,7 +96,8 @@ fn read_layout_index(layout: &Path) -> anyhow::Result<serde_json::Value> {
             serde_json::json!({"schemaVersion": 2, "mediaType": oci::OCI_INDEX, "manifests": []}),
         );
     }
-    let bytes = crate::files::read_capped(&index_path, 64 << 20, crate::files::Links::Refuse)?;
+    let bytes =
+        crate::files::read_capped(&index_path, MAX_LAYOUT_INDEX, crate::files::Links::Refuse)?;
     let index: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("reading {}", index_path.display()))?;
     // Checked here, before any volume is read, not only when publishing.
@@ -124,7 +131,8 @@ fn conflict(index_path: &Path, name: &str, have: &str, ours: &str) -> String {
 /// Refuses, before any volume is read, a layout whose index.json already
 /// gives one of the bundle's names to another digest.
 fn check_conflicts(layout: &Path, m: &BundleManifest) -> anyhow::Result<()> {
-    let existing = ref_names(&read_layout_index(layout)?);
+    let index = read_layout_index(layout)?;
+    let existing = ref_names(&index);
     for img in &m.images {
         if let Some(have) = existing.get(&img.reference)
             && *have != img.digest.to_string()
@@ -139,6 +147,24 @@ fn check_conflicts(layout: &Path, m: &BundleManifest) -> anyhow::Result<()> {
                 )
             );
         }
+    }
+    // What is there and the entries this bundle adds (their JSON measured
+    // one at a time): never more than a layout's index.json may be.
+    let have = fs::metadata(layout.join("index.json")).map_or(0, |md| md.len());
+    let adds: u64 = m
+        .index_entries()
+        .filter(|e| !existing.contains_key(e.reference))
+        .map(|e| serde_json::to_vec(&oci::index_descriptor(&e)).map_or(0, |v| v.len() as u64 + 1))
+        .sum();
+    let most = have.saturating_add(adds).saturating_add(64);
+    if most > MAX_LAYOUT_INDEX {
+        bail!(
+            "{} would grow to up to {most} bytes with this bundle's {} images, more than the \
+             {MAX_LAYOUT_INDEX} bytes bundle reads back as a layout's index.json; extract into \
+             another (new) directory",
+            layout.join("index.json").display(),
+            m.images.len()
+        );
     }
     Ok(())
 }
@@ -194,32 +220,26 @@ fn prepare_layout(layout: &Path) -> anyhow::Result<PathBuf> {
 /// Adds the bundle's images to the layout's index.json (written last,
 /// atomically). An existing index.json is kept as it is, unknown fields
 /// included; entries are only added.
-fn publish_index(layout: &Path, bundle_index: &[u8]) -> anyhow::Result<usize> {
-    let ours: LayoutIndex =
-        serde_json::from_slice(bundle_index).context("reading the bundle's index.json")?;
+fn publish_index(layout: &Path, m: &BundleManifest) -> anyhow::Result<usize> {
     let index_path = layout.join("index.json");
     let mut merged = read_layout_index(layout)?;
     let existing = ref_names(&merged);
-    let Some(entries) = merged.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
-        bail!("{} has no manifests list", index_path.display());
-    };
-    let mut added = 0;
-    for d in ours.manifests {
-        let name = d
-            .annotations
-            .get(oci::REF_NAME)
-            .cloned()
-            .unwrap_or_default();
-        match existing.get(&name) {
-            Some(digest) if *digest == d.digest.to_string() => {}
+    // The bundle's index.json is the one its images give (checked when
+    // bundle.json was read): its entries are made one at a time from them.
+    let mut added = Vec::new();
+    for entry in m.index_entries() {
+        match existing.get(entry.reference) {
+            Some(digest) if *digest == entry.digest.to_string() => {}
             Some(digest) => bail!(
                 "{}",
-                conflict(&index_path, &name, digest, &d.digest.to_string())
+                conflict(
+                    &index_path,
+                    entry.reference,
+                    digest,
+                    &entry.digest.to_string()
+                )
             ),
-            None => {
-                entries.push(serde_json::to_value(&d)?);
-                added += 1;
-            }
+            None => added.push(entry),
         }
     }
     let layout_file = layout.join("oci-layout");
@@ -233,16 +253,45 @@ fn publish_index(layout: &Path, bundle_index: &[u8]) -> anyhow::Result<usize> {
     } else {
         write_atomic(layout, "oci-layout", oci::OCI_LAYOUT_FILE)?;
     }
-    write_atomic(layout, "index.json", &serde_json::to_vec(&merged)?)?;
-    Ok(added)
+    // Written as it is made: the layout's other fields and entries as they
+    // were, then the new entries, never all held as JSON values at once.
+    let Some(serde_json::Value::Array(before)) = merged.get_mut("manifests").map(std::mem::take)
+    else {
+        bail!("{} has no manifests list", index_path.display());
+    };
+    let serde_json::Value::Object(fields) = merged else {
+        bail!("{} is not a JSON object", index_path.display());
+    };
+    let count = added.len();
+    crate::files::write_atomic_with(layout, "index.json", |w| {
+        w.write_all(b"{")?;
+        for (key, value) in fields.iter().filter(|(k, _)| *k != "manifests") {
+            serde_json::to_writer(&mut *w, key)?;
+            w.write_all(b":")?;
+            serde_json::to_writer(&mut *w, value)?;
+            w.write_all(b",")?;
+        }
+        w.write_all(b"\"manifests\":[")?;
+        let new = added
+            .iter()
+            .map(|e| serde_json::to_value(oci::index_descriptor(e)));
+        for (n, value) in before.into_iter().map(Ok).chain(new).enumerate() {
+            if n > 0 {
+                w.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *w, &value?)?;
+        }
+        w.write_all(b"]}")
+    })?;
+    Ok(count)
 }
 
 /// Writes blobs as they stream; renames each only once it verified.
 struct LayoutSink {
     blobs_dir: PathBuf,
     current: Option<(BufWriter<File>, PathBuf)>,
-    small: Vec<u8>,
-    index: Option<Vec<u8>>,
+    /// Whether index.json verified (its bytes are made again from bundle.json).
+    index_verified: bool,
     written: usize,
     present: usize,
 }
@@ -287,7 +336,6 @@ impl LayoutSink {
 impl Sink for LayoutSink {
     fn start(&mut self, e: &Entry) -> anyhow::Result<()> {
         self.discard_current();
-        self.small.clear();
         if e.kind == EntryKind::Blob {
             let tmp = self.blobs_dir.join(format!(".tmp-{}", e.digest.hex()));
             // A leftover of an interrupted run; remove_file removes a link, never its target.
@@ -305,15 +353,13 @@ impl Sink for LayoutSink {
     }
 
     fn data(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        // oci-layout and index.json are not kept: their bytes are the
+        // constant and the index bundle.json's images give, written again.
         match self.current.as_mut() {
             Some((file, tmp)) => file
                 .write_all(bytes)
                 .with_context(|| format!("writing {}", tmp.display())),
-            None => {
-                // oci-layout and index.json: small, checked by size in bundle.json.
-                self.small.extend_from_slice(bytes);
-                Ok(())
-            }
+            None => Ok(()),
         }
     }
 
@@ -324,7 +370,7 @@ impl Sink for LayoutSink {
                 fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))
             }
             (EntryKind::Index, _) if verified => {
-                self.index = Some(std::mem::take(&mut self.small));
+                self.index_verified = true;
                 Ok(())
             }
             _ => Ok(()),

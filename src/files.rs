@@ -239,20 +239,34 @@ pub fn create_dir(path: &Path) -> io::Result<()> {
 /// Writes `name` in `dir` through a temporary file, fsync and rename, then
 /// syncs the directory: the file is either absent or complete.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_with(dir, name, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] with the content written by `write` as it is made
+/// (buffered), so that a large file is never held whole.
+pub fn write_atomic_with(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
+) -> anyhow::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     // Whatever is at the temporary name (a leftover, or a planted link) is
     // removed, never opened: the file is created new, so no link is followed.
     remove_if_present(&tmp)?;
-    let mut f = File::options()
+    let f = File::options()
         .write(true)
         .create_new(true)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| set_file_mode(&f))
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    let mut w = io::BufWriter::with_capacity(256 << 10, f);
+    let written = write(&mut w)
+        .and_then(|()| w.into_inner().map_err(io::IntoInnerError::into_error))
+        .and_then(|f| set_file_mode(&f).and_then(|()| f.sync_all()));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
     fs::rename(&tmp, &path)
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     File::open(dir)

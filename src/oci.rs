@@ -251,20 +251,25 @@ pub fn write_layout_index<'a>(
         if n > 0 {
             out.write_all(b",")?;
         }
-        let descriptor = Descriptor {
-            media_type: i.media_type.to_owned(),
-            digest: i.digest,
-            size: i.size,
-            platform: None,
-            annotations: [
-                (REF_NAME.to_owned(), i.reference.to_owned()),
-                (SOURCE_REF.to_owned(), i.source.to_owned()),
-            ]
-            .into(),
-        };
-        serde_json::to_writer(&mut out, &descriptor)?;
+        serde_json::to_writer(&mut out, &index_descriptor(&i))?;
     }
     out.write_all(b"]}")
+}
+
+/// The index.json entry of one image: its top manifest, named by the ref
+/// name and source annotations.
+pub fn index_descriptor(i: &IndexEntry<'_>) -> Descriptor {
+    Descriptor {
+        media_type: i.media_type.to_owned(),
+        digest: i.digest,
+        size: i.size,
+        platform: None,
+        annotations: [
+            (REF_NAME.to_owned(), i.reference.to_owned()),
+            (SOURCE_REF.to_owned(), i.source.to_owned()),
+        ]
+        .into(),
+    }
 }
 
 /// The bytes [`write_layout_index`] writes.

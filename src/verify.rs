@@ -62,6 +62,7 @@ pub struct Finding {
 #[derive(Debug, Default, Serialize)]
 pub struct VerifyReport {
     /// The bundle directory.
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub bundle: PathBuf,
     /// Key id of the trusted key that signed (empty if none did).
     pub key_id: String,

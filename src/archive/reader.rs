@@ -349,7 +349,16 @@ fn extra_volumes(manifest: &BundleManifest, dirs: &[PathBuf]) -> Vec<Problem> {
     let listed: BTreeSet<&str> = manifest.volumes.iter().map(|v| v.name.as_str()).collect();
     let mut extra: BTreeSet<std::ffi::OsString> = BTreeSet::new();
     let mut more = 0usize;
+    // A directory given twice (or under two names) is listed once.
+    let mut seen_dirs = BTreeSet::new();
     for dir in dirs {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        if !seen_dirs.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
         let Ok(read) = std::fs::read_dir(dir) else {
             continue;
         };

@@ -56,6 +56,7 @@ pub struct Args {
 struct Output<'a> {
     #[serde(flatten)]
     report: &'a PushReport,
+    #[serde(serialize_with = "crate::text::lossy_paths")]
     mirror_config: Vec<PathBuf>,
 }
 

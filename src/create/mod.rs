@@ -95,6 +95,7 @@ pub type Progress = Arc<dyn Fn(Event) + Send + Sync>;
 #[derive(Debug, serde::Serialize)]
 pub struct CreateReport {
     /// The output directory.
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub out: PathBuf,
     /// The bundle id.
     pub bundle_id: String,

@@ -57,7 +57,17 @@ pub(super) fn check(m: &BundleManifest) -> Result<(), ManifestError> {
             return top(&format!("entries[{i}].media_type"), media_type, reason);
         }
     }
+    // One name, one image: a layout's index.json cannot hold a name twice.
+    let mut names = std::collections::HashSet::new();
     for (i, img) in m.images.iter().enumerate() {
+        if !names.insert(img.reference.as_str()) {
+            return Err(ManifestError::Field {
+                field: format!("images[{i}].reference"),
+                image: Some(shown(&img.reference)),
+                value: shown(&img.reference),
+                reason: "another image has this name already".to_owned(),
+            });
+        }
         check_image(img).map_err(|(field, value, reason)| ManifestError::Field {
             field: format!("images[{i}].{field}"),
             image: Some(shown(&img.reference)),

@@ -429,7 +429,7 @@ impl BundleManifest {
     }
 
     /// The images as index.json lists them.
-    fn index_entries(&self) -> impl Iterator<Item = crate::oci::IndexEntry<'_>> {
+    pub fn index_entries(&self) -> impl Iterator<Item = crate::oci::IndexEntry<'_>> {
         self.images.iter().map(|i| crate::oci::IndexEntry {
             reference: &i.reference,
             source: &i.source,
@@ -570,6 +570,13 @@ pub(crate) mod tests {
         let mut m = sample();
         m.volumes[0].size = m.volume_size + 1;
         assert!(BundleManifest::parse(&m.to_canonical_bytes()).is_err());
+        // One reference, one image.
+        let mut m = sample();
+        m.images.push(m.images[0].clone());
+        assert!(matches!(
+            BundleManifest::parse(&m.to_canonical_bytes()),
+            Err(ManifestError::Field { field, .. }) if field == "images[1].reference"
+        ));
         // index.json is a function of the images: another one is refused,
         // and so is an oci-layout other than the constant.
         let mut m = sample();

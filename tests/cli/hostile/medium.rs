@@ -529,6 +529,7 @@ fn extra_volume_files_are_named_up_to_a_limit_then_counted() {
     for i in 0..1_000 {
         fs::write(case.bundle.join(format!("images.tar.zst.x{i:04}")), b"").unwrap();
     }
+    // The bundle directory given again as another medium counts once.
     let out = run(
         &case.cwd,
         &[
@@ -537,6 +538,8 @@ fn extra_volume_files_are_named_up_to_a_limit_then_counted() {
             "--pubkey".as_ref(),
             fx.keys.public.as_os_str(),
             "--json".as_ref(),
+            "--volumes-from".as_ref(),
+            case.bundle.as_os_str(),
         ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -556,5 +559,64 @@ fn extra_volume_files_are_named_up_to_a_limit_then_counted() {
             .any(|f| f["message"]
                 == "900 more files named like volumes that bundle.json does not list"),
         "{findings:?}"
+    );
+}
+
+/// A layout whose index.json this bundle would grow past what bundle reads
+/// back as one is refused before a volume is read (it could never be added
+/// to again); and paths that are not UTF-8 (a medium's label can be
+/// anything) still give a whole `--json` report.
+#[test]
+fn extract_refuses_a_layout_index_it_could_not_read_back_and_reports_any_path() {
+    use std::os::unix::ffi::OsStrExt;
+    let fx = forge();
+    let case = fx.case("index-near-cap");
+    fs::create_dir_all(case.layout.join("blobs/sha256")).unwrap();
+    let filler = "x".repeat((64 << 20) - 100);
+    fs::write(
+        case.layout.join("index.json"),
+        format!(r#"{{"schemaVersion":2,"manifests":[],"annotations":{{"x":"{filler}"}}}}"#),
+    )
+    .unwrap();
+    let out = fx.extract(&case, &fx.good);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("would grow to up to"), "{t}");
+    assert_eq!(
+        fs::read_dir(case.layout.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    let odd = case.dir.join(std::ffi::OsStr::from_bytes(b"medium-\xff"));
+    copy_dir_all(&fx.good, &odd);
+    let layout = case.dir.join(std::ffi::OsStr::from_bytes(b"layout-\xfe"));
+    let out = run(
+        &case.cwd,
+        &[
+            "extract".as_ref(),
+            odd.as_os_str(),
+            "--pubkey".as_ref(),
+            fx.keys.public.as_os_str(),
+            "--to".as_ref(),
+            layout.as_os_str(),
+            "--json".as_ref(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["published"], true);
+    assert!(
+        report["layout"]
+            .as_str()
+            .unwrap()
+            .ends_with("layout-\u{fffd}")
+    );
+    assert!(
+        report["verify"]["bundle"]
+            .as_str()
+            .unwrap()
+            .ends_with("medium-\u{fffd}")
     );
 }
