@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::Context;
 use bundle::archive::writer::{MIN_VOLUME_SIZE, VolumeWriter};
 use bundle::digest::Digest;
-use bundle::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, Platforms};
+use bundle::manifest::{self, BundleManifest, Compression, EntryKind, Image, Platforms};
 use bundle::oci;
 use serde_json::{Value, json};
 
@@ -191,17 +191,7 @@ fn main() -> anyhow::Result<()> {
     let mut entries = Vec::new();
     let mut add =
         |w: &mut VolumeWriter, kind: EntryKind, bytes: &[u8], media_type: Option<&str>| {
-            let digest = Digest::of(bytes);
-            let p = w.add_entry(&kind.path(&digest), bytes.len() as u64, &mut &bytes[..])?;
-            entries.push(Entry {
-                kind,
-                digest,
-                size: bytes.len() as u64,
-                media_type: media_type.map(str::to_owned),
-                volume: p.volume,
-                frame_offset: p.frame_offset,
-                tar_offset: p.tar_offset,
-            });
+            entries.push(w.add_bytes(kind, bytes, media_type)?);
             anyhow::Ok(())
         };
     add(&mut w, EntryKind::OciLayout, oci::OCI_LAYOUT_FILE, None)?;

@@ -166,20 +166,10 @@ fn write_fixture(blobs: &[Blob], images: Vec<Image>) -> Fixture {
     let mut entries = vec![];
     let mut add =
         |w: &mut VolumeWriter, kind: EntryKind, bytes: &[u8], media_type: Option<&str>| {
-            let digest = Digest::of(bytes);
-            let path = kind.path(&digest);
-            let p = w
-                .add_entry(&path, bytes.len() as u64, &mut &bytes[..])
-                .expect("writing an entry");
-            entries.push(Entry {
-                kind,
-                digest,
-                size: bytes.len() as u64,
-                media_type: media_type.map(str::to_owned),
-                volume: p.volume,
-                frame_offset: p.frame_offset,
-                tar_offset: p.tar_offset,
-            });
+            entries.push(
+                w.add_bytes(kind, bytes, media_type)
+                    .expect("writing an entry"),
+            );
         };
     add(&mut w, EntryKind::OciLayout, oci::OCI_LAYOUT_FILE, None);
     for (blob, media_type) in blobs {

@@ -321,19 +321,7 @@ mod tests {
             let whole = LayoutIndex {
                 schema_version: 2,
                 media_type: Some(OCI_INDEX.into()),
-                manifests: entries()
-                    .map(|i| Descriptor {
-                        media_type: i.media_type.to_owned(),
-                        digest: i.digest,
-                        size: i.size,
-                        platform: None,
-                        annotations: [
-                            (REF_NAME.to_owned(), i.reference.to_owned()),
-                            (SOURCE_REF.to_owned(), i.source.to_owned()),
-                        ]
-                        .into(),
-                    })
-                    .collect(),
+                manifests: entries().map(|i| index_descriptor(&i)).collect(),
             };
             let bytes = layout_index(entries());
             assert_eq!(bytes, serde_json::to_vec(&whole).unwrap());

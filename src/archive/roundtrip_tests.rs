@@ -15,20 +15,7 @@ pub(crate) fn write_set(dir: &Path, volume_size: u64, blobs: &[Vec<u8>]) -> Bund
     let mut w = VolumeWriter::new(dir, volume_size, 3).unwrap();
     let mut entries = vec![];
     let mut add = |w: &mut VolumeWriter, kind: EntryKind, bytes: &[u8]| {
-        let digest = Digest::of(bytes);
-        let path = kind.path(&digest);
-        let p = w
-            .add_entry(&path, bytes.len() as u64, &mut &bytes[..])
-            .unwrap();
-        entries.push(Entry {
-            kind,
-            digest,
-            size: bytes.len() as u64,
-            media_type: None,
-            volume: p.volume,
-            frame_offset: p.frame_offset,
-            tar_offset: p.tar_offset,
-        });
+        entries.push(w.add_bytes(kind, bytes, None).unwrap());
     };
     add(&mut w, EntryKind::OciLayout, crate::oci::OCI_LAYOUT_FILE);
     for b in blobs {

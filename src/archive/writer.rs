@@ -15,7 +15,7 @@ use zstd::stream::raw::{Encoder, Operation};
 
 use super::{BLOCK, TRAILER_LEN, entry_len, frame_bound, max_input_for, tar_header};
 use crate::digest::Hasher;
-use crate::manifest::{Volume, volume_name};
+use crate::manifest::{Entry, EntryKind, Volume, volume_name};
 
 /// The smallest volume size accepted: room for any small entry in one frame.
 pub const MIN_VOLUME_SIZE: u64 = 64 * 1024;
@@ -388,6 +388,28 @@ impl VolumeWriter {
                 source,
             }),
         }
+    }
+
+    /// Writes `bytes` as an entry of `kind` (named by their digest) and
+    /// returns it as bundle.json records it.
+    pub fn add_bytes(
+        &mut self,
+        kind: EntryKind,
+        bytes: &[u8],
+        media_type: Option<&str>,
+    ) -> Result<Entry, WriteError> {
+        let digest = crate::digest::Digest::of(bytes);
+        let size = bytes.len() as u64;
+        let p = self.add_entry(&kind.path(&digest), size, &mut &bytes[..])?;
+        Ok(Entry {
+            kind,
+            digest,
+            size,
+            media_type: media_type.map(str::to_owned),
+            volume: p.volume,
+            frame_offset: p.frame_offset,
+            tar_offset: p.tar_offset,
+        })
     }
 
     /// Writes the end-of-archive blocks and closes the last volume.

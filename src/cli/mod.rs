@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::text::human_bytes;
 use output::errln;
 
 /// Exit code: the bundle verified / the command succeeded.
@@ -126,5 +127,3 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     output::out_json_value(value);
     Ok(())
 }
-
-use crate::text::human_bytes;

@@ -79,6 +79,14 @@ pub(super) fn comment_text(text: &str) -> String {
         .collect()
 }
 
+/// A `# ` line per comment (YAML and TOML write comments alike).
+fn comment_lines(comments: &[&str]) -> String {
+    comments
+        .iter()
+        .map(|line| format!("# {}\n", comment_text(line)))
+        .collect()
+}
+
 /// Whether `key` may be written bare in YAML and TOML: `[A-Za-z][A-Za-z0-9-]*`.
 /// Keys are names in this crate's source; this documents and checks it.
 fn is_plain_key(key: &str) -> bool {
@@ -95,12 +103,7 @@ impl Yaml {
     /// One YAML document: a `# ` line per comment, then `entries` as its
     /// top-level mapping.
     pub(super) fn document(comments: &[&str], entries: &[(&'static str, Yaml)]) -> String {
-        let mut out = String::new();
-        for line in comments {
-            out.push_str("# ");
-            out.push_str(&comment_text(line));
-            out.push('\n');
-        }
+        let mut out = comment_lines(comments);
         write_yaml_map(entries, 0, false, &mut out);
         out
     }
@@ -168,12 +171,7 @@ fn write_yaml_flow(value: &Yaml, out: &mut String) {
 
 /// One TOML document: a `# ` line per comment, then the top-level `table`.
 pub(super) fn toml_document(comments: &[&str], table: &[(&'static str, Toml)]) -> String {
-    let mut out = String::new();
-    for line in comments {
-        out.push_str("# ");
-        out.push_str(&comment_text(line));
-        out.push('\n');
-    }
+    let mut out = comment_lines(comments);
     write_toml_table("", table, &mut out);
     out
 }

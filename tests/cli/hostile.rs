@@ -363,12 +363,33 @@ impl Forge {
 
     /// `bundle verify BUNDLE` run from the case's working directory.
     fn verify(&self, case: &Case, bundle: &Path) -> Output {
+        self.run(case, &["verify".as_ref(), bundle.as_os_str()])
+    }
+
+    /// `bundle push BUNDLE --to REGISTRY/mirror --tls-verify=false` run from
+    /// the case's working directory.
+    fn push(&self, case: &Case, bundle: &Path, target: &TestRegistry) -> Output {
+        let to = format!("{}/mirror", target.host());
+        let args = [
+            "push".as_ref(),
+            bundle.as_os_str(),
+            "--to".as_ref(),
+            to.as_ref(),
+            "--tls-verify=false".as_ref(),
+        ];
+        self.run(case, &args)
+    }
+
+    /// `bundle ARGS… --pubkey KEY` run from the case's working directory,
+    /// killed (and failing the test) past a minute: these bundles are tiny,
+    /// so a command that takes longer hangs.
+    fn run(&self, case: &Case, args: &[&std::ffi::OsStr]) -> Output {
         bundle_cmd()
             .current_dir(&case.cwd)
-            .arg("verify")
-            .arg(bundle)
+            .args(args)
             .arg("--pubkey")
             .arg(&self.keys.public)
+            .timeout(std::time::Duration::from_secs(60))
             .output()
             .unwrap()
     }
@@ -380,16 +401,13 @@ impl Forge {
 
     /// `bundle extract BUNDLE --to LAYOUT` run from the case's working directory.
     fn extract_to(&self, case: &Case, bundle: &Path, layout: &Path) -> Output {
-        bundle_cmd()
-            .current_dir(&case.cwd)
-            .arg("extract")
-            .arg(bundle)
-            .arg("--to")
-            .arg(layout)
-            .arg("--pubkey")
-            .arg(&self.keys.public)
-            .output()
-            .unwrap()
+        let args = [
+            "extract".as_ref(),
+            bundle.as_os_str(),
+            "--to".as_ref(),
+            layout.as_os_str(),
+        ];
+        self.run(case, &args)
     }
 
     /// Verifies and extracts the case's bundle and checks the refusal:

@@ -108,19 +108,7 @@ fn push_writes_nothing_for_a_hostile_bundle_id() {
         let case = fx.case(name);
         fx.write_json(&case, |m| m["bundle_id"] = id.into());
         let before = super::snapshot(&case.dir, &case.layout);
-        let out = bundle_cmd()
-            .arg("push")
-            .arg(&case.bundle)
-            .args([
-                "--to",
-                &format!("{}/mirror", target.host()),
-                "--tls-verify=false",
-            ])
-            .arg("--pubkey")
-            .arg(&fx.keys.public)
-            .current_dir(&case.cwd)
-            .output()
-            .unwrap();
+        let out = fx.push(&case, &case.bundle, &target);
         let t = text(&out);
         assert_eq!(out.status.code(), Some(1), "{name}: {t}");
         assert!(t.contains("bundle_id"), "{name}: {t}");
@@ -132,15 +120,8 @@ fn push_writes_nothing_for_a_hostile_bundle_id() {
         );
         assert!(fs::read_dir(&case.cwd).unwrap().next().is_none(), "{name}");
     }
-    let catalog = curl(
-        &target.curl_args(),
-        &format!("{}/v2/_catalog", target.url()),
-    );
-    let repos = catalog.json()["repositories"].clone();
-    assert!(
-        repos.as_array().is_none_or(Vec::is_empty),
-        "something was pushed: {repos}"
-    );
+    let pushed = target.repositories();
+    assert!(pushed.is_empty(), "something was pushed: {pushed:?}");
 }
 
 /// `oci-layout` must be exactly the file bundle writes: a large one (16 MiB

@@ -292,34 +292,12 @@ fn push_of_a_lying_graph_creates_no_tag() {
     fx.write_image(&case, &m, oci::OCI_MANIFEST);
 
     let target = TestRegistry::start();
-    let out = bundle_cmd()
-        .arg("push")
-        .arg(&case.bundle)
-        .args([
-            "--to",
-            &format!("{}/mirror", target.host()),
-            "--tls-verify=false",
-        ])
-        .arg("--pubkey")
-        .arg(&fx.keys.public)
-        .current_dir(&case.cwd)
-        .output()
-        .unwrap();
+    let out = fx.push(&case, &case.bundle, &target);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("which is missing or did not verify"), "{t}");
     assert!(t.contains("no tag was created or moved"), "{t}");
-    let catalog = curl(
-        &target.curl_args(),
-        &format!("{}/v2/_catalog", target.url()),
-    );
-    assert_eq!(catalog.status, 200);
-    for repo in catalog.json()["repositories"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let repo = repo.as_str().unwrap();
+    for repo in target.repositories() {
         let tags = curl(
             &target.curl_args(),
             &format!("{}/v2/{repo}/tags/list", target.url()),

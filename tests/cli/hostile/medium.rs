@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine;
 use bundle::manifest;
 
-use super::{Forge, forge};
+use super::{Case, Forge, forge};
 use crate::common::*;
 use crate::support::*;
 
@@ -29,7 +29,8 @@ fn mkfifo(path: &Path) {
     assert!(status.success(), "mkfifo {}", path.display());
 }
 
-/// `bundle ARGS…` from `cwd`, killed (and failing the test) past [`NO_HANG`].
+/// `bundle ARGS…` from `cwd` with no trusted key added (the cases that give
+/// their own), killed (and failing the test) past [`NO_HANG`].
 fn run(cwd: &Path, args: &[&std::ffi::OsStr]) -> Output {
     bundle_cmd()
         .current_dir(cwd)
@@ -44,41 +45,26 @@ fn run(cwd: &Path, args: &[&std::ffi::OsStr]) -> Output {
 /// of `bundle`: each exits `code` naming every needle.
 fn every_command(
     fx: &Forge,
-    cwd: &Path,
+    case: &Case,
     bundle: &Path,
     volumes: bool,
     code: i32,
     needles: &[&str],
 ) {
-    let layout = cwd.join("layout");
+    let layout = case.cwd.join("layout");
     let target = format!("127.0.0.1:{}/mirror", crate::support::registry::free_port());
-    let pubkey = fx.keys.public.as_os_str();
     let commands: [Vec<&std::ffi::OsStr>; 4] = [
-        vec![
-            "verify".as_ref(),
-            bundle.as_ref(),
-            "--pubkey".as_ref(),
-            pubkey,
-        ],
+        vec!["verify".as_ref(), bundle.as_ref()],
         vec![
             "extract".as_ref(),
             bundle.as_ref(),
-            "--pubkey".as_ref(),
-            pubkey,
             "--to".as_ref(),
             layout.as_ref(),
         ],
-        vec![
-            "list".as_ref(),
-            bundle.as_ref(),
-            "--pubkey".as_ref(),
-            pubkey,
-        ],
+        vec!["list".as_ref(), bundle.as_ref()],
         vec![
             "push".as_ref(),
             bundle.as_ref(),
-            "--pubkey".as_ref(),
-            pubkey,
             "--to".as_ref(),
             target.as_ref(),
             "--tls-verify=false".as_ref(),
@@ -88,7 +74,7 @@ fn every_command(
         if volumes && args[0] == "list" {
             continue;
         }
-        let out = run(cwd, &args);
+        let out = fx.run(case, &args);
         let t = text(&out);
         assert_eq!(out.status.code(), Some(code), "{:?}:\n{t}", args[0]);
         for n in needles {
@@ -111,7 +97,7 @@ fn files_on_the_medium_that_are_not_regular_files_are_refused_at_once() {
         let case = fx.case(&format!("fifo-{name}"));
         copy_dir_all(&fx.good, &case.bundle);
         mkfifo(&case.bundle.join(name));
-        every_command(&fx, &case.cwd, &case.bundle, false, 1, &[name, "is a FIFO"]);
+        every_command(&fx, &case, &case.bundle, false, 1, &[name, "is a FIFO"]);
         // Without a key, list opens bundle.json all the same.
         if name == manifest::FILE_NAME {
             let out = run(&case.cwd, &["list".as_ref(), case.bundle.as_os_str()]);
@@ -126,21 +112,14 @@ fn files_on_the_medium_that_are_not_regular_files_are_refused_at_once() {
     let elsewhere = case.dir.join("elsewhere.json");
     fs::rename(case.bundle.join(manifest::FILE_NAME), &elsewhere).unwrap();
     symlink(&elsewhere, case.bundle.join(manifest::FILE_NAME)).unwrap();
-    every_command(
-        &fx,
-        &case.cwd,
-        &case.bundle,
-        false,
-        1,
-        &["is a symbolic link"],
-    );
+    every_command(&fx, &case, &case.bundle, false, 1, &["is a symbolic link"]);
 
     // A FIFO, or a link, as a volume: refused by name before it is opened.
     let volume = manifest::volume_name(0);
     let case = fx.case("fifo-volume");
     copy_dir_all(&fx.good, &case.bundle);
     mkfifo(&case.bundle.join(&volume));
-    every_command(&fx, &case.cwd, &case.bundle, true, 1, &[&volume, "a FIFO"]);
+    every_command(&fx, &case, &case.bundle, true, 1, &[&volume, "a FIFO"]);
     let case = fx.case("link-volume");
     copy_dir_all(&fx.good, &case.bundle);
     let moved = case.dir.join("volume");
@@ -148,7 +127,7 @@ fn files_on_the_medium_that_are_not_regular_files_are_refused_at_once() {
     symlink(&moved, case.bundle.join(&volume)).unwrap();
     every_command(
         &fx,
-        &case.cwd,
+        &case,
         &case.bundle,
         true,
         1,
@@ -160,15 +139,7 @@ fn files_on_the_medium_that_are_not_regular_files_are_refused_at_once() {
     let case = fx.case("fifo-sums");
     copy_dir_all(&fx.good, &case.bundle);
     mkfifo(&case.bundle.join(manifest::SUMS_FILE_NAME));
-    let out = run(
-        &case.cwd,
-        &[
-            "verify".as_ref(),
-            case.bundle.as_os_str(),
-            "--pubkey".as_ref(),
-            fx.keys.public.as_os_str(),
-        ],
-    );
+    let out = fx.verify(&case, &case.bundle);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("SHA256SUMS") && t.contains("is a FIFO"), "{t}");
@@ -212,7 +183,7 @@ fn a_volume_of_the_wrong_size_is_not_read_past_its_declared_size() {
     let expected = fx.manifest.volumes[0].size;
     every_command(
         &fx,
-        &case.cwd,
+        &case,
         &case.bundle,
         true,
         1,
@@ -446,17 +417,8 @@ fn mirror_configuration_is_never_written_through_a_link() {
     );
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 1, "{t}");
     // Found before anything was sent, not after the tags were set.
-    let catalog = curl(
-        &target.curl_args(),
-        &format!("{}/v2/_catalog", target.url()),
-    );
-    assert!(
-        catalog.json()["repositories"]
-            .as_array()
-            .is_none_or(Vec::is_empty),
-        "pushed before refusing: {}",
-        catalog.json()
-    );
+    let pushed = target.repositories();
+    assert!(pushed.is_empty(), "pushed before refusing: {pushed:?}");
 
     // Explicit directories: a file, a link, a link above it: refused before
     // a byte is pushed (the second target stays empty).
@@ -489,17 +451,8 @@ fn mirror_configuration_is_never_written_through_a_link() {
             "{t}"
         );
     }
-    let catalog = curl(
-        &second.curl_args(),
-        &format!("{}/v2/_catalog", second.url()),
-    );
-    assert!(
-        catalog.json()["repositories"]
-            .as_array()
-            .is_none_or(Vec::is_empty),
-        "pushed before refusing: {}",
-        catalog.json()
-    );
+    let pushed = second.repositories();
+    assert!(pushed.is_empty(), "pushed before refusing: {pushed:?}");
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 1);
 }
 
@@ -530,13 +483,11 @@ fn extra_volume_files_are_named_up_to_a_limit_then_counted() {
         fs::write(case.bundle.join(format!("images.tar.zst.x{i:04}")), b"").unwrap();
     }
     // The bundle directory given again as another medium counts once.
-    let out = run(
-        &case.cwd,
+    let out = fx.run(
+        &case,
         &[
             "verify".as_ref(),
             case.bundle.as_os_str(),
-            "--pubkey".as_ref(),
-            fx.keys.public.as_os_str(),
             "--json".as_ref(),
             "--volumes-from".as_ref(),
             case.bundle.as_os_str(),
@@ -592,13 +543,11 @@ fn extract_refuses_a_layout_index_it_could_not_read_back_and_reports_any_path() 
     let odd = case.dir.join(std::ffi::OsStr::from_bytes(b"medium-\xff"));
     copy_dir_all(&fx.good, &odd);
     let layout = case.dir.join(std::ffi::OsStr::from_bytes(b"layout-\xfe"));
-    let out = run(
-        &case.cwd,
+    let out = fx.run(
+        &case,
         &[
             "extract".as_ref(),
             odd.as_os_str(),
-            "--pubkey".as_ref(),
-            fx.keys.public.as_os_str(),
             "--to".as_ref(),
             layout.as_os_str(),
             "--json".as_ref(),

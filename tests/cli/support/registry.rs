@@ -232,6 +232,18 @@ impl TestRegistry {
         self.curl_args_with(&[Access::catalog()])
     }
 
+    /// The repositories the registry's catalog lists (empty when nothing was pushed).
+    pub fn repositories(&self) -> Vec<String> {
+        let catalog = super::curl(&self.curl_args(), &format!("{}/v2/_catalog", self.url()));
+        assert_eq!(catalog.status, 200, "GET /v2/_catalog");
+        catalog.json()["repositories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r.as_str().expect("a repository name").to_owned())
+            .collect()
+    }
+
     /// [`Self::curl_args`] that may also read, write and delete in `repo`
     /// (with token auth the token names the repository; otherwise the same).
     pub fn curl_args_for(&self, repo: &str) -> Vec<String> {
