@@ -444,7 +444,9 @@ pub async fn plan(
     };
     let mut seen = HashSet::new();
     for (w, tree) in trees {
-        if tree.kept_children == 0 && tree.is_index {
+        // An index the filter emptied is skipped; one that was empty at the source
+        // travels like any other image.
+        if tree.is_index && tree.kept_children == 0 && tree.platform_filtered {
             plan.warnings.push(format!(
                 "{}: no entry of its index matches --platform; skipped",
                 w.ref_name()

@@ -281,7 +281,7 @@ fn swapped_and_extra_volumes_are_refused() {
             .problems
             .iter()
             .any(|p| p.kind == ProblemKind::ExtraVolume
-                && p.volume.as_deref() == Some("images.tar.zst.099"))
+                && p.volume.as_deref() == Some("images.tar.zst.00099"))
     );
 }
 
@@ -410,4 +410,72 @@ proptest::proptest! {
             proptest::prop_assert!(x == y, "{} differs", v.name);
         }
     }
+}
+
+#[test]
+fn the_volume_past_the_limit_is_refused_naming_the_limit_and_the_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = random_blobs(11, &[200_000]);
+    let mut w = VolumeWriter::new(dir.path(), 65_536, 3)
+        .unwrap()
+        .with_max_volumes(2);
+    w.add_bytes(EntryKind::OciLayout, crate::oci::OCI_LAYOUT_FILE, None)
+        .unwrap();
+    // 200 kB of incompressible bytes need four 64 KiB volumes.
+    let err = w.add_bytes(EntryKind::Blob, &blobs[0], None).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("more than 2 volumes of 65536 bytes") && text.contains("--volume-size"),
+        "{text}"
+    );
+    assert!(!volume_path(dir.path(), 2).exists());
+}
+
+#[test]
+fn volume_names_sort_in_volume_order_and_parse_back_exactly() {
+    use crate::manifest::{MAX_VOLUMES, volume_index, volume_name};
+    let names: Vec<String> = [
+        0,
+        1,
+        9,
+        10,
+        99,
+        100,
+        999,
+        1000,
+        1001,
+        9999,
+        10_000,
+        MAX_VOLUMES - 1,
+    ]
+    .iter()
+    .map(|&i| volume_name(i))
+    .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(sorted, names);
+    assert!(names.iter().all(|n| n.len() == names[0].len()));
+    for (i, n) in names.iter().enumerate() {
+        assert_eq!(volume_index(n).map(volume_name).as_ref(), Some(n), "{i}");
+    }
+    for bad in [
+        "images.tar.zst.000",
+        "images.tar.zst.+0001",
+        "images.tar.zst.000000",
+        "images.tar.zst.0000a",
+        "images.tar.zst. 0001",
+        "x/images.tar.zst.00001",
+    ] {
+        assert_eq!(volume_index(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn a_manifest_listing_more_volumes_than_a_bundle_holds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = write_set(dir.path(), 65_536, &random_blobs(12, &[10]));
+    let one = m.volumes[0].clone();
+    m.volumes = vec![one; crate::manifest::MAX_VOLUMES + 1];
+    let err = m.check().unwrap_err().to_string();
+    assert!(err.contains("100001 volumes listed"), "{err}");
 }

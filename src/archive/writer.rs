@@ -44,6 +44,17 @@ pub enum WriteError {
     /// The volume size cannot hold even a small entry.
     #[error("volume size {0} is below the minimum of {MIN_VOLUME_SIZE} bytes")]
     VolumeTooSmall(u64),
+    /// The content needs more volumes than a bundle can number.
+    #[error(
+        "the content needs more than {max} volumes of {volume_size} bytes, the most a bundle \
+         holds; choose a larger volume size (--volume-size)"
+    )]
+    TooManyVolumes {
+        /// The most volumes a bundle holds.
+        max: usize,
+        /// The volume size in use.
+        volume_size: u64,
+    },
     /// Reading the entry's content failed (a network or source error).
     #[error("reading the content of {path}")]
     Source {
@@ -177,7 +188,7 @@ impl OpenVolume {
     }
 }
 
-/// Writes entries into `images.tar.zst.NNN` files in a directory.
+/// Writes entries into `images.tar.zst.NNNNN` files in a directory.
 pub struct VolumeWriter {
     dir: PathBuf,
     volume_size: u64,
@@ -191,6 +202,8 @@ pub struct VolumeWriter {
     /// is opened, the file system must have room for what is left of it (at
     /// most a whole volume).
     expected_tar_size: Option<u64>,
+    /// Volumes that may be opened: [`crate::manifest::MAX_VOLUMES`] (lower in tests).
+    max_volumes: usize,
 }
 
 impl VolumeWriter {
@@ -213,7 +226,15 @@ impl VolumeWriter {
             closed: Vec::new(),
             tar_pos: 0,
             expected_tar_size: None,
+            max_volumes: crate::manifest::MAX_VOLUMES,
         })
+    }
+
+    /// The same writer, opening at most `n` volumes (so a test can reach the limit).
+    #[cfg(test)]
+    pub fn with_max_volumes(mut self, n: usize) -> Self {
+        self.max_volumes = n;
+        self
     }
 
     /// Checks free space before each new volume against what is left of a
@@ -253,10 +274,7 @@ impl VolumeWriter {
         for entry in std::fs::read_dir(dir).map_err(io_err)? {
             let entry = entry.map_err(io_err)?;
             let name = entry.file_name();
-            let index = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(crate::manifest::VOLUME_PREFIX))
-                .and_then(|n| n.parse::<usize>().ok());
+            let index = name.to_str().and_then(crate::manifest::volume_index);
             if index.is_some_and(|i| i >= keep) {
                 std::fs::remove_file(entry.path()).map_err(io_err)?;
             }
@@ -509,6 +527,12 @@ impl VolumeWriter {
             return Ok(());
         }
         let index = self.closed.len();
+        if index >= self.max_volumes {
+            return Err(WriteError::TooManyVolumes {
+                max: self.max_volumes,
+                volume_size: self.volume_size,
+            });
+        }
         let path = self.dir.join(volume_name(index));
         if let Some(needed) = self.space_for_next_volume() {
             let free = crate::files::free_space(&self.dir).map_err(|e| WriteError::Io {

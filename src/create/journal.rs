@@ -614,7 +614,7 @@ mod tests {
         let r = recover(dir.path(), &header(volume_size)).unwrap();
         assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
         assert!(
-            r.warnings[0].contains("images.tar.zst.000 changed"),
+            r.warnings[0].contains("images.tar.zst.00000 changed"),
             "{:?}",
             r.warnings
         );

@@ -24,12 +24,27 @@ pub const FILE_NAME: &str = "bundle.json";
 pub const SIGNATURE_FILE_NAME: &str = "bundle.json.minisig";
 /// The checksum file for `sha256sum -c`.
 pub const SUMS_FILE_NAME: &str = "SHA256SUMS";
-/// Prefix of every volume's file name; the suffix is a three-digit (or wider) index.
+/// Prefix of every volume's file name; the suffix is the index in [`VOLUME_DIGITS`] digits.
 pub const VOLUME_PREFIX: &str = "images.tar.zst.";
+/// Digits in a volume's index: every name has the same length, so a shell's
+/// sorted glob (`images.tar.zst.*`, in any locale) lists the volumes in order.
+pub const VOLUME_DIGITS: usize = 5;
+/// Most volumes a bundle holds: as many as [`VOLUME_DIGITS`] digits can number.
+pub const MAX_VOLUMES: usize = 100_000;
 
-/// The name of volume `index`: `images.tar.zst.000`, `images.tar.zst.001`, …
+/// The name of volume `index`: `images.tar.zst.00000`, `images.tar.zst.00001`, …
+/// (The writer opens no volume from [`MAX_VOLUMES`] on, and
+/// [`BundleManifest::check`] refuses a bundle that lists more.)
 pub fn volume_name(index: usize) -> String {
-    format!("{VOLUME_PREFIX}{index:03}")
+    format!("{VOLUME_PREFIX}{index:0width$}", width = VOLUME_DIGITS)
+}
+
+/// The index of the volume called `name`, when it is a volume's name exactly
+/// (the prefix and [`VOLUME_DIGITS`] ASCII digits).
+pub fn volume_index(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix(VOLUME_PREFIX)?;
+    let exact = digits.len() == VOLUME_DIGITS && digits.bytes().all(|b| b.is_ascii_digit());
+    exact.then(|| digits.parse().ok()).flatten()
 }
 
 /// The signed description of a bundle.
@@ -77,7 +92,7 @@ pub struct Compression {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Volume {
-    /// File name, `images.tar.zst.NNN`.
+    /// File name, `images.tar.zst.NNNNN`.
     pub name: String,
     /// Size of the file in bytes.
     pub size: u64,
@@ -329,6 +344,12 @@ impl BundleManifest {
         }
         if self.volumes.is_empty() || self.entries.len() < 2 {
             return bad("no volumes or entries".into());
+        }
+        if self.volumes.len() > MAX_VOLUMES {
+            return bad(format!(
+                "{} volumes listed, more than the {MAX_VOLUMES} a bundle can hold",
+                self.volumes.len()
+            ));
         }
         let mut tar = 0u64;
         let mut compressed = 0u64;

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::digest::Digest;
-use crate::manifest::{BundleManifest, VOLUME_PREFIX, Volume};
+use crate::manifest::{BundleManifest, Volume, volume_index};
 
 /// The images that need each digest.
 pub(super) struct Affected<'m> {
@@ -101,6 +101,6 @@ impl<'m> Affected<'m> {
 /// The volume called `name` (volume `i` is called `volume_name(i)`, checked by
 /// [`BundleManifest::check`]).
 fn volume_named<'m>(m: &'m BundleManifest, name: &str) -> Option<&'m Volume> {
-    let index: usize = name.strip_prefix(VOLUME_PREFIX)?.parse().ok()?;
+    let index = volume_index(name)?;
     m.volumes.get(index).filter(|v| v.name == name)
 }

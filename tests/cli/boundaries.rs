@@ -80,7 +80,7 @@ fn a_small_bundle_is_exactly_one_volume() {
     assert_eq!(volumes(&out).len(), 1);
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     assert_eq!(sums.lines().count(), 1);
-    assert!(sums.ends_with("  images.tar.zst.000\n"));
+    assert!(sums.ends_with("  images.tar.zst.00000\n"));
     let v = verify(&out, &keys.public, &[]);
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 }
@@ -102,4 +102,42 @@ fn a_volume_size_below_the_minimum_is_a_usage_error() {
         &["--from", "oci:sample/layout", "--volume-size", "12X"],
     );
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// More than 1,000 volumes: the README's `cat images.tar.zst.* | zstd -d |
+/// tar -x` must see them in volume order (with three-digit names, `.1000`
+/// sorted before `.101`).
+#[test]
+fn more_than_a_thousand_volumes_go_through_the_standard_tools_in_order() {
+    let tmp = temp_dir();
+    let layout = LayoutBuilder::new(tmp.path().join("layout"))
+        .seed(1001)
+        .image(
+            "many/volumes:1",
+            ImageSpec::new(vec![LayerSpec::unique(66_000_000), LayerSpec::unique(5)]),
+        )
+        .build();
+    let keys = keygen();
+    let out = tmp.path().join("out");
+    let from = format!("oci:{}", layout.dir.display());
+    create_ok(
+        &out,
+        &keys.secret,
+        &["--from", &from, "--volume-size", "64K"],
+    );
+    let count = volumes(&out).len();
+    assert!(count > 1000, "only {count} volumes");
+    let extracted = tmp.path().join("extracted");
+    standard_tools_extract(&out, &keys.public, &extracted);
+    for d in layout.image("many/volumes:1").blob_digests() {
+        let got = std::fs::read(extracted.join("blobs/sha256").join(&d[7..])).unwrap();
+        assert_eq!(digest_of(&got), d);
+    }
+    assert_eq!(
+        layout_refs(&extracted)
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .collect::<Vec<_>>(),
+        ["many/volumes:1"]
+    );
 }

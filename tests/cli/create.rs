@@ -561,3 +561,76 @@ fn a_password_protected_minisign_key_signs() {
     assert!(text(&o).contains("--key-password-file"), "{}", text(&o));
     assert!(!out.exists());
 }
+
+/// An OCI index with no manifests is an image like any other: it travels,
+/// verifies and extracts, with or without `--platform`, and no warning
+/// about `--platform` appears when none was given.
+#[test]
+fn an_empty_index_travels_like_any_other_image() {
+    let registry = TestRegistry::start();
+    let tmp = temp_dir();
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let body = tmp.path().join("index.json");
+    std::fs::write(&body, index).unwrap();
+    let mut put = registry.curl_args_for("empty/index");
+    put.extend(
+        [
+            "--request",
+            "PUT",
+            "--header",
+            "Content-Type: application/vnd.oci.image.index.v1+json",
+            "--data-binary",
+        ]
+        .map(String::from),
+    );
+    put.push(format!("@{}", body.display()));
+    let answer = curl(
+        &put,
+        &format!("{}/v2/empty/index/manifests/1", registry.url()),
+    );
+    assert_eq!(
+        answer.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    // distribution's catalog lists only repositories that hold a blob: name it.
+    let list = tmp.path().join("images.txt");
+    std::fs::write(&list, "empty/index:1\n").unwrap();
+    let keys = keygen();
+    for (name, extra) in [
+        ("plain", &[][..]),
+        ("filtered", &["--platform", "linux/amd64"][..]),
+    ] {
+        let out = tmp.path().join(name);
+        let mut a = host_args(&registry);
+        a.extend(["--images".to_owned(), list.display().to_string()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let o = create(&out, &keys.secret, &args(&a));
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o));
+        assert!(!text(&o).contains("--platform"), "{name}: {}", text(&o));
+        assert_eq!(listed_references(&out, &keys.public), ["empty/index:1"]);
+        let listing = list_json(&out, &keys.public);
+        assert_eq!(listing["images"][0]["digest"], digest_of(index), "{name}");
+        let v = verify(&out, &keys.public, &[]);
+        assert_eq!(v.status.code(), Some(0), "{name}: {}", text(&v));
+    }
+    let layout = tmp.path().join("layout");
+    standard_tools_extract(&tmp.path().join("plain"), &keys.public, &layout);
+    assert_eq!(
+        std::fs::read(layout.join("blobs/sha256").join(&digest_of(index)[7..])).unwrap(),
+        index
+    );
+    let target = TestRegistry::start();
+    let o = bundle_cmd()
+        .arg("push")
+        .arg(tmp.path().join("plain"))
+        .args(["--to", &target.host(), "--tls-verify=false", "--pubkey"])
+        .arg(&keys.public)
+        .arg("--mirror-config")
+        .arg(tmp.path().join("mirror"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(skopeo_inspect_raw(&target, "empty/index", "1"), index);
+}

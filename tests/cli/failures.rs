@@ -110,7 +110,7 @@ fn a_create_killed_half_way_leaves_nothing_that_verifies_until_resumed() {
         .unwrap();
     // Kill it as soon as the second volume appears, mid-stream.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !out.join("images.tar.zst.001").exists() {
+    while !out.join("images.tar.zst.00001").exists() {
         assert!(
             Instant::now() < deadline,
             "create never reached its second volume"

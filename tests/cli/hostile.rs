@@ -1069,12 +1069,12 @@ fn signed_bundle_json_oddities_are_refused_naming_them() {
         ),
         (
             "volume-slash",
-            Box::new(|m| m["volumes"][0]["name"] = "sub/images.tar.zst.000".into()),
+            Box::new(|m| m["volumes"][0]["name"] = "sub/images.tar.zst.00000".into()),
             "volume 0 is named",
         ),
         (
             "volume-dotdot",
-            Box::new(|m| m["volumes"][0]["name"] = "../images.tar.zst.000".into()),
+            Box::new(|m| m["volumes"][0]["name"] = "../images.tar.zst.00000".into()),
             "volume 0 is named",
         ),
         (
@@ -1085,7 +1085,7 @@ fn signed_bundle_json_oddities_are_refused_naming_them() {
         (
             "absurd-size",
             Box::new(|m| m["volumes"][0]["size"] = u64::MAX.into()),
-            "images.tar.zst.000",
+            "images.tar.zst.00000",
         ),
     ];
     for (name, edit, needle) in edits {

@@ -27,7 +27,7 @@ fn lists_images_and_volumes_and_checks_the_signature_when_given_a_key() {
         "library/busybox:1.36",
         "linux/amd64,linux/arm64/v8",
         "openshift/php:5.5",
-        "images.tar.zst.002",
+        "images.tar.zst.00002",
     ] {
         assert!(t.contains(needle), "{needle:?} in {t}");
     }

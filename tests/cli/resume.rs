@@ -747,7 +747,7 @@ fn a_byte_flipped_in_a_finished_volume_is_named_fetched_again_and_mended() {
     case.wait_held(&mut run1, "run 1");
     case.kill_after_writing_up_to(run1, 0, &blob);
 
-    let first = case.out.join("images.tar.zst.000");
+    let first = case.out.join("images.tar.zst.00000");
     let mut bytes = std::fs::read(&first).expect("run 1 wrote volume 000");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
@@ -765,7 +765,7 @@ fn a_byte_flipped_in_a_finished_volume_is_named_fetched_again_and_mended() {
     let o = case.run();
     case.assert_identical(&o, "run 2");
     assert!(
-        stderr(&o).contains("images.tar.zst.000"),
+        stderr(&o).contains("images.tar.zst.00000"),
         "run 2 does not name the damaged volume:\n{}",
         text(&o)
     );

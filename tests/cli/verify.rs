@@ -150,10 +150,10 @@ fn truncated_missing_extra_and_swapped_volumes_are_refused() {
     fx.expect_bad(&dir, &[&format!("{second}: volume is missing"), "not read"]);
 
     let dir = fx.copy("extra");
-    std::fs::copy(dir.join(&second), dir.join("images.tar.zst.999")).unwrap();
+    std::fs::copy(dir.join(&second), dir.join("images.tar.zst.00999")).unwrap();
     fx.expect_bad(
         &dir,
-        &["images.tar.zst.999: extra volume not listed in bundle.json"],
+        &["images.tar.zst.00999: extra volume not listed in bundle.json"],
     );
 
     let dir = fx.copy("swapped");
@@ -235,7 +235,7 @@ fn json_report_names_stage_file_blob_and_images() {
         .unwrap()
         .clone();
     let vol = dir.join(format!(
-        "images.tar.zst.{:03}",
+        "images.tar.zst.{:05}",
         entry["volume"].as_u64().unwrap()
     ));
     let mut bytes = std::fs::read(&vol).unwrap();
