@@ -55,6 +55,15 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `n` and `noun`, plural unless `n` is 1: `1 volume`, `0 images`, `3 blobs`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Serializes a path as a string, any bytes that are not UTF-8 replaced by
 /// U+FFFD (a medium's name can be anything; a report must still be written).
 pub fn lossy_path<S: serde::Serializer>(

@@ -90,6 +90,11 @@ pub struct VerifyReport {
     pub entries: usize,
     /// Entries whose digest matched (deep only).
     pub entries_ok: usize,
+    /// Blobs listed: the entries under `blobs/` (create's count), without
+    /// `oci-layout` and `index.json`.
+    pub blobs: usize,
+    /// Blobs whose digest matched (deep only).
+    pub blobs_ok: usize,
     /// Images listed.
     pub images: usize,
     /// Compressed bytes read.
@@ -296,6 +301,11 @@ pub fn open(
     report.source = Some(m.source.clone());
     report.volumes = m.volumes.len();
     report.entries = m.entries.len();
+    report.blobs = m
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Blob)
+        .count();
     report.images = m.images.len();
     check_sums_file(dir, &m, &mut report);
     Ok((report, Some(m)))
@@ -351,6 +361,7 @@ pub fn read_into<'a>(
         }
     }
     if !quick {
+        report.blobs_ok = sink.blobs_ok;
         let graph = sink.finish();
         check_images(m, &graph, report);
         check_index(&graph, report);
@@ -427,6 +438,8 @@ struct VerifySink<'a, 'm> {
     overflow: bool,
     /// Most bytes kept of the current entry.
     cap: usize,
+    /// Blob entries whose digest matched.
+    blobs_ok: usize,
     progress: &'a mut dyn FnMut(u64, u64),
     total: u64,
 }
@@ -446,6 +459,7 @@ impl<'a, 'm> VerifySink<'a, 'm> {
             keep: false,
             overflow: false,
             cap: 0,
+            blobs_ok: 0,
             progress,
             total,
         }
@@ -501,6 +515,7 @@ impl Sink for VerifySink<'_, '_> {
                     anyhow::bail!("blob {} is not one of bundle.json's entries", e.digest);
                 };
                 self.graph.verified(pos);
+                self.blobs_ok += 1;
                 if self.keep {
                     let media_type = e.media_type.as_deref().unwrap_or_default();
                     let content = if self.overflow {

@@ -15,6 +15,7 @@ use crate::create::{self, CreateOptions, Event};
 use crate::registry::Registry;
 use crate::sign::SecretKey;
 use crate::source::{self, Fetcher, Filters, SourceSpec};
+use crate::text::count;
 use zeroize::Zeroizing;
 
 /// The default volume size: below FAT32's 4 GiB file limit.
@@ -212,13 +213,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     let on_disk: u64 = report.volumes.iter().map(|v| v.size).sum();
     outln!(
-        "bundle {} written to {}: {} images, {} blobs, {} in {} volume(s) ({} on disk)",
+        "bundle {} written to {}: {}, {}, {} in {} ({} on disk)",
         report.bundle_id,
         report.out.display(),
-        report.images,
-        report.blobs,
+        count(report.images, "image"),
+        count(report.blobs, "blob"),
         human_bytes(report.content_bytes),
-        report.volumes.len(),
+        count(report.volumes.len(), "volume"),
         human_bytes(on_disk),
     );
     outln!(
@@ -228,8 +229,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     );
     if !report.failed.is_empty() {
         errln!(
-            "PARTIAL: {} image(s) left out (--keep-going); the bundle holds only the others:",
-            report.failed.len()
+            "PARTIAL: {} left out (--keep-going); the bundle holds only the others:",
+            count(report.failed.len(), "image")
         );
         for f in &report.failed {
             errln!("  {}: {}", f.reference, f.reason);

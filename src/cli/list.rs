@@ -110,33 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         m.source
     );
     outln!();
-    outln!(
-        "{:<50} {:<20} {:<36} {:>10}",
-        "IMAGE",
-        "DIGEST",
-        "PLATFORMS",
-        "SIZE"
-    );
-    for i in &listing.images {
-        let platforms = platforms_column(i.platforms);
-        outln!(
-            "{:<50} {:<20} {:<36} {:>10}",
-            i.reference,
-            short_digest(&i.digest),
-            platforms,
-            human_bytes(i.size)
-        );
-    }
-    outln!();
-    outln!("{:<24} {:>12}  SHA256", "VOLUME", "SIZE");
-    for v in &m.volumes {
-        outln!(
-            "{:<24} {:>12}  {}",
-            v.name,
-            human_bytes(v.size),
-            v.sha256.hex()
-        );
-    }
+    print_tables(&listing.images, &m.volumes);
     Ok(EXIT_OK)
 }
 
@@ -147,6 +121,52 @@ fn short_digest(digest: &str) -> &str {
         .nth("sha256:".len() + 12)
         .map_or(digest.len(), |(i, _)| i);
     &digest[..end]
+}
+
+/// The images and volumes tables, each column as wide as its widest cell
+/// (references are up to 255 characters): the cells are grammar-checked
+/// ASCII (references, platforms, volume names), so bytes are columns.
+fn print_tables(images: &[ImageRow<'_>], volumes: &[crate::manifest::Volume]) {
+    let rows: Vec<[String; 4]> = images
+        .iter()
+        .map(|i| {
+            [
+                i.reference.to_owned(),
+                short_digest(&i.digest).to_owned(),
+                platforms_column(i.platforms),
+                human_bytes(i.size),
+            ]
+        })
+        .collect();
+    let header = ["IMAGE", "DIGEST", "PLATFORMS", "SIZE"].map(String::from);
+    let width = |col: usize| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[col].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
+    for [reference, digest, platforms, size] in std::iter::once(&header).chain(&rows) {
+        outln!("{reference:<w0$}  {digest:<w1$}  {platforms:<w2$}  {size:>w3$}");
+    }
+    outln!();
+    let name_width = volumes
+        .iter()
+        .map(|v| v.name.len())
+        .chain(["VOLUME".len()])
+        .max()
+        .unwrap_or(0);
+    let sizes: Vec<String> = volumes.iter().map(|v| human_bytes(v.size)).collect();
+    let size_width = sizes.iter().map(String::len).chain([4]).max().unwrap_or(0);
+    outln!("{:<name_width$}  {:>size_width$}  SHA256", "VOLUME", "SIZE");
+    for (v, size) in volumes.iter().zip(&sizes) {
+        outln!(
+            "{:<name_width$}  {size:>size_width$}  {}",
+            v.name,
+            v.sha256.hex()
+        );
+    }
 }
 
 /// The platforms as the table shows them: joined with `,`, the list cut

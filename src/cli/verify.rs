@@ -4,6 +4,7 @@ use super::options::BundleArgs;
 use super::output::{errln, outln};
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::sign::PublicKey;
+use crate::text::count;
 use crate::verify::{self, Stage, VerifyReport};
 
 /// Arguments of `bundle verify`.
@@ -75,10 +76,7 @@ pub(super) fn print_human(r: &VerifyReport) {
         if n == 0 {
             outln!("  {name:<12} {ok}");
         } else {
-            outln!(
-                "  {name:<12} FAILED ({n} problem{})",
-                if n == 1 { "" } else { "s" }
-            );
+            outln!("  {name:<12} FAILED ({})", count(n, "problem"));
         }
     };
     line("signature", Stage::Signature, "ok".into());
@@ -101,7 +99,7 @@ pub(super) fn print_human(r: &VerifyReport) {
             line(
                 "blobs",
                 Stage::Blobs,
-                format!("{}/{} entries ok", r.entries_ok, r.entries),
+                format!("{}/{} ok", r.blobs_ok, r.blobs),
             );
             line("images", Stage::Images, format!("{} complete", r.images));
             line("index.json", Stage::Index, "agrees with bundle.json".into());
@@ -122,8 +120,11 @@ pub(super) fn print_human(r: &VerifyReport) {
         }
     }
     if r.ok() {
-        outln!("VERIFIED: {} images", r.images);
+        outln!("VERIFIED: {}", count(r.images, "image"));
     } else {
-        outln!("BAD BUNDLE: {} problem(s); do not use it", r.findings.len());
+        outln!(
+            "BAD BUNDLE: {}; do not use it",
+            count(r.findings.len(), "problem")
+        );
     }
 }

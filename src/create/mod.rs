@@ -302,8 +302,8 @@ pub async fn write_bundle(
         .collect();
     if !unused.is_empty() {
         warnings.push(format!(
-            "{} blob(s) ({} bytes) written by the interrupted run are no longer needed by \
-             any image (the source changed since); they stay in the volumes",
+            "blobs written by the interrupted run that no image needs any more (the \
+             source changed since) stay in the volumes: {}, {} bytes",
             unused.len(),
             unused.iter().map(|e| e.size).sum::<u64>()
         ));

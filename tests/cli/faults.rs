@@ -657,7 +657,7 @@ fn keep_going_leaves_out_the_images_that_cannot_be_fetched_and_exits_3() {
     } = create_through(&proxy, &["--keep-going"]);
     assert_exit(&o, 3, &proxy);
     let t = text(&o);
-    assert!(t.contains("PARTIAL: 2 image(s) left out"), "{t}");
+    assert!(t.contains("PARTIAL: 2 images left out"), "{t}");
     assert!(
         t.contains("tools/helm:3.14") && t.contains(&helm.digest),
         "{t}"

@@ -99,3 +99,59 @@ fn list_trusts_several_keys_or_a_key_directory_as_verify_does() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("openshift/php:5.5"), "{}", text(&o));
 }
+
+/// Columns stay aligned whatever the length of the references, and create,
+/// verify and list count the same images and blobs.
+#[test]
+fn columns_align_for_long_references_and_the_counts_agree() {
+    let tmp = temp_dir();
+    let long = format!("{}app:{}", "org/".repeat(8), "v".repeat(40));
+    let layout = LayoutBuilder::new(tmp.path().join("layout"))
+        .seed(5)
+        .image("a:1", ImageSpec::new(vec![LayerSpec::unique(100)]))
+        .image(&long, ImageSpec::new(vec![LayerSpec::unique(200)]))
+        .build();
+    let keys = keygen();
+    let out = tmp.path().join("b");
+    let o = create(
+        &out,
+        &keys.secret,
+        &["--from", &format!("oci:{}", layout.dir.display())],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Two images of a config, a layer and a manifest each: 6 blobs.
+    assert!(
+        text(&o).contains(": 2 images, 6 blobs, ") && text(&o).contains(" in 1 volume ("),
+        "{}",
+        text(&o)
+    );
+    let v = verify(&out, &keys.public, &[]);
+    assert!(text(&v).contains("blobs        6/6 ok"), "{}", text(&v));
+    assert!(text(&v).contains("VERIFIED: 2 images"), "{}", text(&v));
+
+    let o = bundle_cmd()
+        .arg("list")
+        .arg(&out)
+        .arg("--pubkey")
+        .arg(&keys.public)
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&o.stdout).into_owned();
+    let table: Vec<&str> = t
+        .lines()
+        .skip_while(|l| !l.starts_with("IMAGE"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(table.len(), 3, "{t}");
+    let digest_at: Vec<usize> = table
+        .iter()
+        .map(|l| l.find("sha256:").or_else(|| l.find("DIGEST")).unwrap())
+        .collect();
+    assert!(digest_at.iter().all(|&c| c == digest_at[0]), "{t}");
+    assert!(digest_at[0] > long.len(), "{t}");
+    let ends: Vec<usize> = table.iter().map(|l| l.len()).collect();
+    assert!(
+        ends.iter().all(|&e| e == ends[0]),
+        "sizes right-aligned: {t}"
+    );
+}

@@ -872,7 +872,7 @@ fn a_source_changed_between_runs_is_bundled_as_it_is_now_with_a_warning() {
     let o = case.run();
     case.assert_exit(&o, 0, "run 2");
     assert!(
-        text(&o).contains("no longer needed by any image"),
+        text(&o).contains("that no image needs any more"),
         "{}",
         text(&o)
     );
