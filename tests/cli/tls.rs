@@ -232,12 +232,18 @@ fn a_client_certificate_without_its_key_is_an_error_naming_both() {
     );
 }
 
-/// Directories made under `/etc` for one test, removed when dropped.
+/// Directories made under `/etc` for one test, removed when dropped (with
+/// the parents the test had to create, such as `/etc/containers/certs.d`).
 struct EtcDirs(Vec<PathBuf>);
 
 impl EtcDirs {
     /// Makes `dir` (and its parents), failing the test clearly when `/etc` is not writable.
-    fn make(&mut self, dir: PathBuf) -> &Path {
+    fn make(&mut self, dir: PathBuf) -> PathBuf {
+        let created = dir
+            .ancestors()
+            .take_while(|a| !a.exists())
+            .last()
+            .map(Path::to_owned);
         if let Err(e) = std::fs::create_dir_all(&dir) {
             panic!(
                 "this test writes {} as podman's per-registry certificate directory; \
@@ -245,8 +251,8 @@ impl EtcDirs {
                 dir.display()
             );
         }
-        self.0.push(dir);
-        self.0.last().expect("just pushed")
+        self.0.extend(created);
+        dir
     }
 }
 
@@ -265,15 +271,11 @@ fn the_registrys_certs_d_directory_is_used_without_flags() {
     let tmp = temp_dir();
     let mut etc = EtcDirs(Vec::new());
     // What podman reads first: ca.crt, client.cert and client.key.
-    let containers = etc
-        .make(Path::new("/etc/containers/certs.d").join(reg.host()))
-        .to_owned();
+    let containers = etc.make(Path::new("/etc/containers/certs.d").join(reg.host()));
     copy_dir_all(reg.cert_dir(), &containers);
     // Read only when /etc/containers has none (no merging): a lone .cert here
     // would be an error.
-    let docker = etc
-        .make(Path::new("/etc/docker/certs.d").join(reg.host()))
-        .to_owned();
+    let docker = etc.make(Path::new("/etc/docker/certs.d").join(reg.host()));
     std::fs::copy(reg.cert_dir().join("client.cert"), docker.join("lone.cert")).expect("copying");
 
     let out = tmp.path().join("bundle");
