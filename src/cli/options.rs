@@ -28,9 +28,18 @@ pub struct RegistryArgs {
     /// then $XDG_RUNTIME_DIR/containers/auth.json, then ~/.docker/config.json].
     #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
     pub authfile: Option<PathBuf>,
-    /// Trust the CA certificates in FILE (PEM) as well as the system's.
+    /// Trust the CA certificates in FILE (PEM) as well as the system's; a
+    /// self-signed server certificate given here is accepted as the server's
+    /// own (its host name and dates still checked). Repeatable.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Vec<PathBuf>,
+    /// Use the certificates in DIR as skopeo's --cert-dir: `*.crt` are CA
+    /// certificates, a `NAME.cert` + `NAME.key` pair a client certificate for
+    /// mutual TLS [default: the registry's HOST[:PORT]/ directory in
+    /// ~/.config/containers/certs.d, /etc/containers/certs.d or
+    /// /etc/docker/certs.d, the first that exists].
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Verify TLS certificates; `--tls-verify=false` also allows plain http
     /// (http:// given explicitly, or a loopback registry without TLS).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
@@ -71,6 +80,7 @@ impl RegistryArgs {
         Ok(ClientOptions {
             tls_verify: self.tls_verify,
             ca_certs: self.ca_cert.clone(),
+            cert_dir: self.cert_dir.clone(),
             credentials,
             ..ClientOptions::default()
         })

@@ -122,8 +122,9 @@ pub enum RegistryError {
     },
     /// The server's TLS certificate could not be verified.
     #[error(
-        "the TLS certificate of {host} could not be verified \
-         (add its CA certificate, or disable TLS verification at your own risk)"
+        "the TLS certificate of {host} could not be verified (trust its CA certificate, \
+         or the server's own certificate, with --ca-cert FILE or --cert-dir DIR; \
+         or, at your own risk, --tls-verify=false)"
     )]
     Certificate {
         /// The host whose certificate was refused.
@@ -133,10 +134,25 @@ pub enum RegistryError {
         source: reqwest::Error,
     },
     /// The TLS handshake failed for a reason other than the certificate (or the server does not speak TLS).
-    #[error(
-        "TLS handshake with {host} failed (if it serves plain http, say so with --tls-verify=false or an http:// address)"
-    )]
+    #[error("TLS handshake with {host} failed ({})", PlainHttpHint { host, loopback: *loopback })]
     Tls {
+        /// The host.
+        host: String,
+        /// Whether the host is loopback (`localhost`, `127.0.0.0/8`, `::1`),
+        /// where plain http is tried after https (see `Registry::connect`).
+        loopback: bool,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The registry refused the TLS connection over the client certificate
+    /// (none was given, or not one it trusts).
+    #[error(
+        "{host} refused the TLS connection: it wants a client certificate it trusts \
+         (give the certificate and its key as NAME.cert and NAME.key in --cert-dir DIR, \
+         or in /etc/containers/certs.d/{host}/)"
+    )]
+    ClientCertificate {
         /// The host.
         host: String,
         /// The underlying error.
@@ -144,7 +160,9 @@ pub enum RegistryError {
         source: reqwest::Error,
     },
     /// Plain HTTP was asked for while TLS verification is on.
-    #[error("refusing plain http:// to {host} while TLS verification is enabled")]
+    #[error(
+        "refusing plain http:// to {host} while TLS verification is enabled (add --tls-verify=false)"
+    )]
     PlainHttpRefused {
         /// The host.
         host: String,
@@ -219,7 +237,7 @@ pub enum RegistryError {
         /// What is wrong (never the secret itself).
         reason: String,
     },
-    /// A `--ca-cert` file could not be read.
+    /// A CA certificate file (`--ca-cert`, or a `*.crt` in a certificate directory) could not be read.
     #[error("reading CA certificate {path}")]
     ReadCaCert {
         /// The certificate file.
@@ -228,12 +246,61 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
-    /// A `--ca-cert` file holds no usable PEM certificate.
+    /// A CA certificate file holds no usable PEM certificate.
     #[error("CA certificate file {path} holds no valid PEM certificate")]
     InvalidCaCert {
         /// The certificate file.
         path: PathBuf,
     },
+    /// A certificate directory (`--cert-dir`, or a registry's under `certs.d`) could not be read.
+    #[error("reading certificate directory {path}")]
+    ReadCertDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A client certificate `NAME.cert` without its key `NAME.key` beside it.
+    #[error(
+        "missing key {key} for client certificate {cert} (CA certificates take the extension .crt)"
+    )]
+    MissingClientKey {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file that should be beside it.
+        key: PathBuf,
+    },
+    /// A key `NAME.key` without its client certificate `NAME.cert` beside it.
+    #[error("missing client certificate {cert} for key {key}")]
+    MissingClientCert {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file that should be beside it.
+        cert: PathBuf,
+    },
+    /// A client certificate or key file could not be read.
+    #[error("reading client certificate file {path}")]
+    ReadClientCert {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A client certificate and key that cannot be used together.
+    #[error("client certificate {cert} with key {key}: {reason}")]
+    InvalidClientCert {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The TLS configuration could not be set up.
+    #[error("setting up TLS")]
+    TlsSetup(#[source] rustls::Error),
     /// The HTTP client could not be set up.
     #[error("setting up the HTTP client")]
     Client(#[source] reqwest::Error),
@@ -381,11 +448,29 @@ pub(crate) fn parse_error_envelope(body: &[u8]) -> Vec<ErrorDetail> {
 
 /// Turns a reqwest failure into the error kind a user can act on.
 ///
-/// Without a direct `rustls` dependency the TLS cause cannot be downcast, so the
-/// source chain's text is inspected instead; it only picks the variant, the text
-/// itself stays in the `source`.
+/// A rustls error in the source chain decides: a certificate we refused, an
+/// alert the server sent about ours, or another TLS failure. Without one
+/// (rustls hands some errors on as text) the chain's text is inspected; it
+/// only picks the variant, the text itself stays in the `source`.
 pub(crate) fn transport_error(url: &reqwest::Url, err: reqwest::Error) -> RegistryError {
     let host = host_port(url);
+    let loopback = super::is_loopback(url);
+    match tls_cause(&err) {
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            return RegistryError::Certificate { host, source: err };
+        }
+        Some(rustls::Error::AlertReceived(alert)) if is_client_cert_alert(*alert) => {
+            return RegistryError::ClientCertificate { host, source: err };
+        }
+        Some(_) => {
+            return RegistryError::Tls {
+                host,
+                loopback,
+                source: err,
+            };
+        }
+        None => {}
+    }
     let mut chain = String::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = err.source();
     while let Some(e) = cur {
@@ -393,7 +478,19 @@ pub(crate) fn transport_error(url: &reqwest::Url, err: reqwest::Error) -> Regist
         chain.push('\n');
         cur = e.source();
     }
-    if chain.contains("certificate") && !chain.contains("certificate required") {
+    // An alert received after the handshake (TLS 1.3 client authentication)
+    // reaches here as text only.
+    let alert = chain
+        .split("received fatal alert: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_alphanumeric()).next());
+    if alert.is_some_and(|name| {
+        CLIENT_CERT_ALERTS
+            .iter()
+            .any(|a| format!("{a:?}").eq_ignore_ascii_case(name))
+    }) {
+        RegistryError::ClientCertificate { host, source: err }
+    } else if chain.contains("certificate") && !chain.contains("certificate required") {
         RegistryError::Certificate { host, source: err }
     } else if [
         "tls",
@@ -406,11 +503,76 @@ pub(crate) fn transport_error(url: &reqwest::Url, err: reqwest::Error) -> Regist
     .iter()
     .any(|w| chain.contains(w))
     {
-        RegistryError::Tls { host, source: err }
+        RegistryError::Tls {
+            host,
+            loopback,
+            source: err,
+        }
     } else {
         RegistryError::Transport {
             url: url.to_string(),
             source: err,
+        }
+    }
+}
+
+/// The rustls error in `err`'s source chain, if any (it sits inside an `io::Error`).
+fn tls_cause(err: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = err.source();
+    while let Some(e) = cur {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(tls) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// Alerts a server sends about the client's certificate (the server does not
+/// judge its own): none given, or one it does not trust.
+const CLIENT_CERT_ALERTS: [rustls::AlertDescription; 8] = [
+    rustls::AlertDescription::CertificateRequired,
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::UnsupportedCertificate,
+    rustls::AlertDescription::CertificateRevoked,
+    rustls::AlertDescription::CertificateExpired,
+    rustls::AlertDescription::CertificateUnknown,
+    rustls::AlertDescription::UnknownCA,
+    rustls::AlertDescription::AccessDenied,
+];
+
+fn is_client_cert_alert(alert: rustls::AlertDescription) -> bool {
+    CLIENT_CERT_ALERTS.contains(&alert)
+}
+
+/// What lets bundle speak plain http to `host`, exactly as `Registry::connect` decides it.
+struct PlainHttpHint<'a> {
+    host: &'a str,
+    loopback: bool,
+}
+
+impl fmt::Display for PlainHttpHint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = self.host;
+        if self.loopback {
+            write!(
+                f,
+                "if it serves plain http, give --tls-verify=false: with {host} http is \
+                 tried when https fails on a loopback host, with http://{host} it is used at once"
+            )
+        } else {
+            write!(
+                f,
+                "if it serves plain http, give http://{host} with --tls-verify=false: \
+                 plain http is never tried otherwise"
+            )
         }
     }
 }
@@ -536,6 +698,21 @@ mod tests {
                 ErrorCode::TooManyRequests,
                 ErrorCode::Denied
             ]
+        );
+    }
+
+    #[test]
+    fn the_plain_http_hint_follows_the_connect_rule() {
+        let hint = |host: &str, loopback: bool| PlainHttpHint { host, loopback }.to_string();
+        assert_eq!(
+            hint("127.0.0.1:5000", true),
+            "if it serves plain http, give --tls-verify=false: with 127.0.0.1:5000 http is \
+             tried when https fails on a loopback host, with http://127.0.0.1:5000 it is used at once"
+        );
+        assert_eq!(
+            hint("registry.example", false),
+            "if it serves plain http, give http://registry.example with --tls-verify=false: \
+             plain http is never tried otherwise"
         );
     }
 

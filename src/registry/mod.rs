@@ -22,6 +22,8 @@
 //! - `manifest`: checks on fetched manifest bytes.
 //! - `blob`: the self-checking blob stream.
 //! - `upload`: the push side: blob checks, mounts, chunked uploads, manifests.
+//! - `tls`: trusted CAs, the user's own server certificates, client
+//!   certificates, certificate directories (`--cert-dir`, `certs.d`).
 
 mod auth;
 mod blob;
@@ -32,6 +34,7 @@ mod link;
 mod manifest;
 mod reference;
 mod session;
+mod tls;
 mod upload;
 
 /// The registry's parsers of untrusted text, for the fuzz targets
@@ -73,6 +76,7 @@ pub use auth::{Credentials, credentials_from_authfile, default_authfile};
 pub use blob::BlobStream;
 pub use error::{ErrorCode, ErrorDetail, RegistryError};
 pub use reference::{ImageReference, is_valid_host, is_valid_repository, is_valid_tag};
+pub use tls::default_cert_roots;
 pub use upload::{MountOutcome, Upload};
 
 use session::{Scope, Session};
@@ -99,8 +103,15 @@ const MAX_REDIRECTS: usize = 10;
 pub struct ClientOptions {
     /// Verify TLS certificates (on by default; off also allows plain http, see [`Registry::connect`]).
     pub tls_verify: bool,
-    /// PEM files whose certificates are trusted in addition to the system roots.
+    /// PEM files whose certificates are trusted in addition to the system roots
+    /// (as CAs, and each as the server's own certificate).
     pub ca_certs: Vec<PathBuf>,
+    /// A certificate directory as skopeo's `--cert-dir`: `*.crt` CA
+    /// certificates, `NAME.cert` + `NAME.key` client certificates. None: the
+    /// registry's `HOST[:PORT]/` under the first of `cert_roots` that has one.
+    pub cert_dir: Option<PathBuf>,
+    /// Where `HOST[:PORT]/` certificate directories are looked for (default: [`default_cert_roots`]).
+    pub cert_roots: Vec<PathBuf>,
     /// What to authenticate with.
     pub credentials: Credentials,
     /// `User-Agent` header.
@@ -112,6 +123,8 @@ impl Default for ClientOptions {
         ClientOptions {
             tls_verify: true,
             ca_certs: Vec::new(),
+            cert_dir: None,
+            cert_roots: default_cert_roots(),
             credentials: Credentials::Anonymous,
             user_agent: concat!("bundle/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
@@ -163,7 +176,7 @@ impl Registry {
                 host: host_port.to_owned(),
             });
         }
-        let http = build_client(opts)?;
+        let (http, client_auth) = build_client(opts, host_port)?;
         // Docker Hub's API lives on another name than the one people write.
         let api_host = match host_port {
             "docker.io" | "index.docker.io" => "registry-1.docker.io",
@@ -204,7 +217,7 @@ impl Registry {
                     s.ping().await?;
                     s
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(client_auth.explain(e)),
             }
         };
         Ok(Registry {
@@ -477,7 +490,7 @@ fn split_host(input: &str) -> Result<(Option<&str>, &str), RegistryError> {
 }
 
 /// Whether a URL's host is `localhost` or a loopback address.
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host_str() {
         Some("localhost") => true,
         Some(h) => h
@@ -498,29 +511,21 @@ fn fails_below_http(e: &RegistryError) -> bool {
     }
 }
 
-fn build_client(opts: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
-    let mut builder = reqwest::Client::builder()
+/// The HTTP client, with TLS set up for `host_port` (see the `tls` module).
+fn build_client(
+    opts: &ClientOptions,
+    host_port: &str,
+) -> Result<(reqwest::Client, tls::ClientAuthProbe), RegistryError> {
+    let (tls, probe) = tls::client_config(opts, host_port)?;
+    let client = reqwest::Client::builder()
         .user_agent(opts.user_agent.clone())
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
-        .redirect(redirect_policy());
-    for path in &opts.ca_certs {
-        let pem = std::fs::read(path).map_err(|source| RegistryError::ReadCaCert {
-            path: path.clone(),
-            source,
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .ok()
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| RegistryError::InvalidCaCert { path: path.clone() })?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    if !opts.tls_verify {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    builder.build().map_err(RegistryError::Client)
+        .redirect(redirect_policy())
+        .use_preconfigured_tls(tls)
+        .build()
+        .map_err(RegistryError::Client)?;
+    Ok((client, probe))
 }
 
 /// Follows up to [`MAX_REDIRECTS`] redirects, never from https down to http.

@@ -17,5 +17,6 @@ mod resume;
 mod roundtrip;
 mod support;
 mod support_selftest;
+mod tls;
 mod token_auth;
 mod verify;

@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 pub use faults::{Fault, FaultProxy, Kind, Logged, Rule};
 pub use images::{ImageSpec, LayerSpec, Layout, LayoutBuilder, Platform};
 pub use proxy::PagingProxy;
-pub use registry::TestRegistry;
+pub use registry::{LOOPBACK_SAN, ServerCert, TestRegistry};
 pub use seed::{
     Format, Pushed, RemoteManifest, StandardFixture, copy_dir_all, fetch_manifest, helm_registry,
     seed_many_repositories, seed_standard, skopeo_inspect_raw, skopeo_push, standard_fixture,

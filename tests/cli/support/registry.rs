@@ -2,8 +2,9 @@
 //!
 //! Started under `env -i` (any `REGISTRY_*` variable would override our
 //! config) with a config we write, storage in a temp dir, optional htpasswd
-//! (bcrypt) or token auth (a [`TokenServer`]), and TLS with a throw-away CA.
-//! Killed and reaped on drop.
+//! (bcrypt) or token auth (a [`TokenServer`]), and TLS: a server certificate
+//! from a throw-away CA, or self-signed as the distribution docs make it, and
+//! client certificates required on demand. Killed and reaped on drop.
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -23,9 +24,27 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RegistryBuilder {
     htpasswd: Option<(String, String)>,
     token: Option<Issuer>,
-    tls: bool,
+    tls: Option<ServerCert>,
+    client_cas: bool,
     read_only: bool,
 }
+
+/// The certificate a TLS [`TestRegistry`] serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerCert {
+    /// For `IP:127.0.0.1, DNS:localhost`, signed by a test CA.
+    TestCa,
+    /// Self-signed by the distribution docs' recipe (`openssl req -newkey
+    /// rsa:4096 -nodes -sha256 … -x509 -days 365`, hence `CA:TRUE`), for
+    /// this `subjectAltName`.
+    SelfSigned(String),
+    /// Self-signed for `IP:127.0.0.1, DNS:localhost`, `CA:TRUE`, valid in
+    /// January 2025 only.
+    ExpiredSelfSigned,
+}
+
+/// The docs' `subjectAltName`, valid for the registry's address.
+pub const LOOPBACK_SAN: &str = "IP:127.0.0.1,DNS:localhost";
 
 impl RegistryBuilder {
     /// Requires HTTP basic auth with this one user (bcrypt entry via `htpasswd -Bbn`).
@@ -45,7 +64,24 @@ impl RegistryBuilder {
     /// Serves HTTPS with a server certificate for `127.0.0.1` and `localhost`
     /// signed by a fresh test CA (see [`TestRegistry::ca_cert_path`]).
     pub fn tls(mut self) -> Self {
-        self.tls = true;
+        self.tls = Some(ServerCert::TestCa);
+        self
+    }
+
+    /// Serves HTTPS with `cert` (see [`ServerCert`]; [`TestRegistry::ca_cert_path`]
+    /// is then the file to trust: the CA, or the self-signed certificate itself).
+    pub fn server_cert(mut self, cert: ServerCert) -> Self {
+        self.tls = Some(cert);
+        self
+    }
+
+    /// Requires client certificates signed by a fresh client CA
+    /// (`http.tls.clientcas`); implies [`Self::tls`] unless a server
+    /// certificate is chosen. The client pair is written into
+    /// [`TestRegistry::cert_dir`] as skopeo reads it (`client.cert`, `client.key`).
+    pub fn client_cas(mut self) -> Self {
+        self.client_cas = true;
+        self.tls.get_or_insert(ServerCert::TestCa);
         self
     }
 
@@ -66,7 +102,10 @@ impl RegistryBuilder {
         let dir = temp_dir();
         let storage = dir.path().join("storage");
         fs::create_dir(&storage).expect("creating the registry storage dir");
-        let cert_dir = self.tls.then(|| make_tls_files(&dir.path().join("certs")));
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|cert| make_tls_files(dir.path(), cert, self.client_cas));
         let htpasswd_file = self.htpasswd.as_ref().map(|(user, password)| {
             require_tool("htpasswd", "apache2-utils");
             let entry = run_stdout(Command::new("htpasswd").args(["-Bbn", user, password]));
@@ -85,7 +124,7 @@ impl RegistryBuilder {
             log_path: dir.path().join("registry.log"),
             config_path: dir.path().join("config.yml"),
             storage,
-            cert_dir,
+            tls,
             htpasswd_file,
             credentials: self.htpasswd.or_else(|| {
                 let (user, password) = self.token.as_ref()?.admin();
@@ -121,7 +160,7 @@ pub struct TestRegistry {
     log_path: PathBuf,
     config_path: PathBuf,
     storage: PathBuf,
-    cert_dir: Option<PathBuf>,
+    tls: Option<TlsFiles>,
     htpasswd_file: Option<PathBuf>,
     credentials: Option<(String, String)>,
     token: Option<Issuer>,
@@ -162,7 +201,7 @@ impl TestRegistry {
 
     /// Whether it serves HTTPS.
     pub fn is_tls(&self) -> bool {
-        self.cert_dir.is_some()
+        self.tls.is_some()
     }
 
     /// The filesystem driver's root directory (holds `docker/registry/v2/…`).
@@ -175,20 +214,28 @@ impl TestRegistry {
         self.storage.join("docker/registry/v2/repositories")
     }
 
-    /// The test CA certificate (PEM) that signed the server certificate.
+    /// The certificate (PEM) to trust: the test CA that signed the server
+    /// certificate (`ca.crt`), or a self-signed server certificate itself
+    /// (`domain.crt`).
     ///
-    /// Panics if the registry was not started with [`RegistryBuilder::tls`].
+    /// Panics if the registry was started without TLS.
     pub fn ca_cert_path(&self) -> PathBuf {
-        self.cert_dir().join("ca.crt")
+        self.tls_files().trusted.clone()
     }
 
-    /// A directory holding only `ca.crt`, for skopeo's `--cert-dir` options.
+    /// A directory for skopeo's (and bundle's) `--cert-dir`: the certificate to
+    /// trust (`*.crt`) and, with [`RegistryBuilder::client_cas`], the client
+    /// certificate and key (`client.cert`, `client.key`, PKCS#1 RSA).
     ///
-    /// Panics if the registry was not started with [`RegistryBuilder::tls`].
+    /// Panics if the registry was started without TLS.
     pub fn cert_dir(&self) -> &Path {
-        self.cert_dir
-            .as_deref()
-            .expect("this TestRegistry was started without .tls()")
+        &self.tls_files().cert_dir
+    }
+
+    fn tls_files(&self) -> &TlsFiles {
+        self.tls
+            .as_ref()
+            .expect("this TestRegistry was started without TLS")
     }
 
     /// `(user, password)` when started with [`RegistryBuilder::htpasswd`], or
@@ -255,9 +302,19 @@ impl TestRegistry {
 
     fn curl_args_with(&self, access: &[Access]) -> Vec<String> {
         let mut args = vec!["--silent".to_owned(), "--show-error".to_owned()];
-        if self.is_tls() {
+        if let Some(tls) = &self.tls {
             args.push("--cacert".to_owned());
-            args.push(self.ca_cert_path().display().to_string());
+            args.push(tls.trusted.display().to_string());
+            if tls.client_ca.is_some() {
+                args.push("--cert".to_owned());
+                args.push(tls.cert_dir.join("client.cert").display().to_string());
+                args.push("--key".to_owned());
+                args.push(tls.cert_dir.join("client.key").display().to_string());
+            }
+            if !tls.valid_for_loopback_now {
+                // Only this harness's own checks; what bundle does is the test.
+                args.push("--insecure".to_owned());
+            }
         }
         if let Some(issuer) = &self.token {
             // Minted in process: what curl reads is not counted as token requests.
@@ -277,7 +334,7 @@ impl TestRegistry {
             &self.storage,
             self.htpasswd_file.as_deref(),
             self.token.as_ref(),
-            self.cert_dir.as_deref(),
+            self.tls.as_ref(),
             self.read_only,
             &self.marker,
         );
@@ -383,7 +440,7 @@ fn config_yaml(
     storage: &Path,
     htpasswd: Option<&Path>,
     token: Option<&Issuer>,
-    cert_dir: Option<&Path>,
+    tls: Option<&TlsFiles>,
     read_only: bool,
     marker: &str,
 ) -> String {
@@ -414,73 +471,216 @@ fn config_yaml(
     }
     let _ = writeln!(yaml, "http:\n  addr: 127.0.0.1:{port}");
     let _ = writeln!(yaml, "  headers:\n    X-Bundle-Test: [\"{marker}\"]");
-    if let Some(dir) = cert_dir {
+    if let Some(tls) = tls {
         let _ = writeln!(yaml, "  tls:");
-        let keys = dir.with_file_name("keys");
-        let _ = writeln!(
-            yaml,
-            "    certificate: {}",
-            keys.join("server.crt").display()
-        );
-        let _ = writeln!(yaml, "    key: {}", keys.join("server.key").display());
+        let _ = writeln!(yaml, "    certificate: {}", tls.server_cert.display());
+        let _ = writeln!(yaml, "    key: {}", tls.server_key.display());
+        if let Some(ca) = &tls.client_ca {
+            let _ = writeln!(yaml, "    clientcas:\n      - {}", ca.display());
+        }
     }
     yaml
 }
 
-/// Makes `DIR/ca.crt` (a P-256 test CA) and, in the sibling directory `keys/`,
-/// `server.{crt,key}` for `IP:127.0.0.1, DNS:localhost`, with `openssl`.
-/// `DIR` holds only the CA so it can be handed to skopeo as a cert dir (which
-/// reads `*.crt` as CAs and `*.key` as a client key). Returns `DIR`.
-fn make_tls_files(dir: &Path) -> PathBuf {
+/// The TLS files of a [`TestRegistry`].
+#[derive(Debug)]
+struct TlsFiles {
+    /// skopeo's `--cert-dir`: the certificate to trust and the client pair.
+    cert_dir: PathBuf,
+    /// The certificate to trust: `ca.crt` or the self-signed `domain.crt`.
+    trusted: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    /// The CA that client certificates must chain to (`http.tls.clientcas`).
+    client_ca: Option<PathBuf>,
+    /// Whether curl can verify the server certificate for 127.0.0.1 today.
+    valid_for_loopback_now: bool,
+}
+
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// Makes the certificates under `root` with `openssl`: `certs/` (the cert
+/// dir: `ca.crt` or `domain.crt`, and `client.cert` + `client.key` with
+/// `client_cas`) and `keys/` (everything else).
+fn make_tls_files(root: &Path, cert: &ServerCert, client_cas: bool) -> TlsFiles {
     require_tool("openssl", "openssl");
-    let keys = dir.with_file_name("keys");
-    fs::create_dir_all(dir).expect("creating the cert dir");
+    let dir = root.join("certs");
+    let keys = root.join("keys");
+    fs::create_dir_all(&dir).expect("creating the cert dir");
     fs::create_dir_all(&keys).expect("creating the key dir");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
+    let mut files = match cert {
+        ServerCert::TestCa => {
+            let ca = make_ca(&dir.join("ca.crt"), &keys.join("ca.key"), "bundle test CA");
+            let (server_cert, server_key) = (keys.join("server.crt"), keys.join("server.key"));
+            sign_leaf(
+                &ca,
+                &server_key,
+                &server_cert,
+                "localhost",
+                "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+            );
+            TlsFiles {
+                cert_dir: dir.clone(),
+                trusted: ca.0,
+                server_cert,
+                server_key,
+                client_ca: None,
+                valid_for_loopback_now: true,
+            }
+        }
+        ServerCert::SelfSigned(san) => {
+            let (server_cert, server_key) = (dir.join("domain.crt"), keys.join("domain.key"));
+            // The distribution docs' command, with a subject instead of the prompt.
+            run(Command::new("openssl")
+                .args(["req", "-newkey", "rsa:4096", "-nodes", "-sha256", "-keyout"])
+                .arg(&server_key)
+                .args(["-addext", &format!("subjectAltName = {san}")])
+                .args(["-x509", "-days", "365", "-out"])
+                .arg(&server_cert)
+                .args(["-subj", "/CN=bundle self-signed test"]));
+            TlsFiles {
+                cert_dir: dir.clone(),
+                trusted: server_cert.clone(),
+                server_cert,
+                server_key,
+                client_ca: None,
+                valid_for_loopback_now: san == LOOPBACK_SAN,
+            }
+        }
+        ServerCert::ExpiredSelfSigned => {
+            let (server_cert, server_key) = (dir.join("domain.crt"), keys.join("domain.key"));
+            make_expired_self_signed(&keys, &server_key, &server_cert);
+            TlsFiles {
+                cert_dir: dir.clone(),
+                trusted: server_cert.clone(),
+                server_cert,
+                server_key,
+                client_ca: None,
+                valid_for_loopback_now: false,
+            }
+        }
+    };
+    if client_cas {
+        let ca = make_ca(
+            &keys.join("client-ca.crt"),
+            &keys.join("client-ca.key"),
+            "bundle test client CA",
+        );
+        let key = dir.join("client.key");
+        // PKCS#1 RSA ("BEGIN RSA PRIVATE KEY"), as `openssl genrsa -traditional` writes it.
+        run(Command::new("openssl")
+            .args(["genrsa", "-traditional", "-out"])
+            .arg(&key)
+            .arg("2048"));
+        sign_leaf(
+            &ca,
+            &key,
+            &dir.join("client.cert"),
+            "bundle test client",
+            "extendedKeyUsage=clientAuth\n",
+        );
+        files.client_ca = Some(ca.0);
+    }
+    files
+}
+
+/// A P-256 CA certificate at `cert` with its key at `key`; returns both paths.
+fn make_ca(cert: &Path, key: &Path, name: &str) -> (PathBuf, PathBuf) {
     run(Command::new("openssl")
         .args(["req", "-x509"])
-        .args(ec)
+        .args(EC_KEY)
         .arg("-keyout")
-        .arg(keys.join("ca.key"))
+        .arg(key)
         .arg("-out")
-        .arg(dir.join("ca.crt"))
-        .args(["-days", "7", "-subj", "/CN=bundle test CA"])
+        .arg(cert)
+        .args(["-days", "7", "-subj", &format!("/CN={name}")])
         .args(["-addext", "basicConstraints=critical,CA:TRUE"])
         .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]));
-    run(Command::new("openssl")
-        .arg("req")
-        .args(ec)
-        .arg("-keyout")
-        .arg(keys.join("server.key"))
+    (cert.to_owned(), key.to_owned())
+}
+
+/// A certificate at `cert` for `key` (made as P-256 unless it exists),
+/// signed by `ca`, with extensions `ext` (lines of `openssl x509 -extfile`).
+fn sign_leaf(ca: &(PathBuf, PathBuf), key: &Path, cert: &Path, name: &str, ext: &str) {
+    let csr = cert.with_extension("csr");
+    let mut req = Command::new("openssl");
+    req.arg("req");
+    if key.exists() {
+        req.arg("-new").arg("-key").arg(key);
+    } else {
+        req.args(EC_KEY).arg("-keyout").arg(key);
+    }
+    run(req
         .arg("-out")
-        .arg(keys.join("server.csr"))
-        .args(["-subj", "/CN=localhost"]));
-    let ext = keys.join("server.ext");
+        .arg(&csr)
+        .args(["-subj", &format!("/CN={name}")]));
+    let ext_file = cert.with_extension("ext");
     fs::write(
-        &ext,
-        "basicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=serverAuth\n\
-         subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        &ext_file,
+        format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"),
     )
-    .expect("writing the server certificate extensions");
+    .expect("writing the certificate extensions");
     run(Command::new("openssl")
         .args(["x509", "-req", "-days", "7", "-set_serial", "2"])
         .arg("-in")
-        .arg(keys.join("server.csr"))
+        .arg(&csr)
         .arg("-CA")
-        .arg(dir.join("ca.crt"))
+        .arg(&ca.0)
         .arg("-CAkey")
-        .arg(keys.join("ca.key"))
+        .arg(&ca.1)
         .arg("-extfile")
-        .arg(&ext)
+        .arg(&ext_file)
         .arg("-out")
-        .arg(keys.join("server.crt")));
-    dir.to_path_buf()
+        .arg(cert));
+}
+
+/// A self-signed `CA:TRUE` certificate for `IP:127.0.0.1, DNS:localhost`
+/// valid from 2025-01-01 to 2025-02-01: `openssl ca -selfsign` is the one
+/// openssl 3.0 command that sets both dates (`req -x509` starts today).
+fn make_expired_self_signed(work: &Path, key: &Path, cert: &Path) {
+    let db = work.join("ca-db");
+    fs::create_dir_all(&db).expect("creating the openssl ca database dir");
+    fs::write(db.join("index.txt"), "").expect("writing index.txt");
+    fs::write(db.join("serial"), "01\n").expect("writing serial");
+    let config = work.join("ca.cnf");
+    fs::write(
+        &config,
+        format!(
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = {db}/index.txt\nnew_certs_dir = {db}\n\
+             serial = {db}/serial\ndefault_md = sha256\npolicy = p\ncopy_extensions = copy\n\
+             unique_subject = no\n[p]\ncommonName = supplied\n",
+            db = db.display()
+        ),
+    )
+    .expect("writing the openssl ca config");
+    let csr = work.join("domain.csr");
+    run(Command::new("openssl")
+        .args(["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout"])
+        .arg(key)
+        .arg("-out")
+        .arg(&csr)
+        .args(["-subj", "/CN=bundle expired test"])
+        .args(["-addext", &format!("subjectAltName = {LOOPBACK_SAN}")])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"]));
+    run(Command::new("openssl")
+        .args(["ca", "-batch", "-notext", "-selfsign", "-config"])
+        .arg(&config)
+        .arg("-keyfile")
+        .arg(key)
+        .arg("-in")
+        .arg(&csr)
+        .args([
+            "-startdate",
+            "20250101000000Z",
+            "-enddate",
+            "20250201000000Z",
+        ])
+        .arg("-out")
+        .arg(cert));
 }

@@ -1,0 +1,536 @@
+//! TLS as skopeo and podman set it up (containers/image's `tlsclientconfig`).
+//!
+//! The rustls configuration handed to reqwest trusts the system roots plus
+//! the CA certificates the user gave (`--ca-cert`, `*.crt` in a certificate
+//! directory), and presents the client certificate of a `NAME.cert` +
+//! `NAME.key` pair for mutual TLS. The certificate directory is `--cert-dir`,
+//! else the first `HOST[:PORT]/` found under [`default_cert_roots`].
+//!
+//! Certificates are verified by webpki as usual, with one addition: a server
+//! certificate that is byte for byte one the user gave is accepted even when
+//! webpki refuses it as an end entity (the self-signed `CA:TRUE` certificate
+//! the distribution docs make with `openssl req -x509`, which skopeo, podman
+//! and curl accept). Its host name, validity period and extended key usage are
+//! still checked, and the handshake signatures are verified as for any other.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use x509_cert::der::Decode;
+use x509_cert::der::oid::ObjectIdentifier;
+use x509_cert::ext::pkix::ExtendedKeyUsage;
+
+use super::ClientOptions;
+use super::error::RegistryError;
+
+/// `id-kp-serverAuth` (RFC 5280).
+const SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
+/// `anyExtendedKeyUsage` (RFC 5280).
+const ANY_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
+
+/// Where podman, skopeo and docker look for a registry's `HOST[:PORT]/`
+/// certificate directory, in order: `$HOME/.config/containers/certs.d`,
+/// `/etc/containers/certs.d`, `/etc/docker/certs.d`.
+pub fn default_cert_roots() -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        roots.push(Path::new(&home).join(".config/containers/certs.d"));
+    }
+    roots.push(PathBuf::from("/etc/containers/certs.d"));
+    roots.push(PathBuf::from("/etc/docker/certs.d"));
+    roots
+}
+
+/// `ROOT/HOST[:PORT]` for the first of `roots` where it exists, as
+/// containers/image's `dockerCertDir`: only that one directory is read, the
+/// others are not merged in. Missing and unreadable (permission) ones are
+/// passed over.
+pub fn per_host_cert_dir(
+    roots: &[PathBuf],
+    host_port: &str,
+) -> Result<Option<PathBuf>, RegistryError> {
+    // The host was validated as host[:port]; never let it name another directory.
+    if host_port.is_empty() || host_port.starts_with('.') || host_port.contains('/') {
+        return Ok(None);
+    }
+    for root in roots {
+        let dir = root.join(host_port);
+        match std::fs::metadata(&dir) {
+            Ok(_) => return Ok(Some(dir)),
+            Err(e) if is_absent(&e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "no certificate directory");
+            }
+            Err(source) => return Err(RegistryError::ReadCertDir { path: dir, source }),
+        }
+    }
+    Ok(None)
+}
+
+/// What a certificate directory holds.
+#[derive(Debug, Default)]
+pub struct CertDir {
+    /// CA certificates from its `*.crt` files.
+    pub ca_certs: Vec<CertificateDer<'static>>,
+    /// Client certificates from its `NAME.cert` + `NAME.key` pairs, in name order.
+    pub client_certs: Vec<ClientCert>,
+}
+
+/// A client certificate chain and its private key, with the files they came from.
+#[derive(Debug)]
+pub struct ClientCert {
+    /// The `NAME.cert` file.
+    pub cert_path: PathBuf,
+    /// The `NAME.key` file.
+    pub key_path: PathBuf,
+    /// Its certificates, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// Reads a certificate directory as containers/image's `SetupCertificates`
+/// does: `*.crt` are CA certificates, `NAME.cert` with `NAME.key` a client
+/// certificate; a `.cert` without its `.key`, or the reverse, is an error. A
+/// directory that does not exist or may not be read holds nothing.
+pub fn read_cert_dir(dir: &Path) -> Result<CertDir, RegistryError> {
+    let mut out = CertDir::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_absent(&e) => {
+            tracing::debug!(dir = %dir.display(), error = %e, "skipping certificate directory");
+            return Ok(out);
+        }
+        Err(source) => {
+            return Err(RegistryError::ReadCertDir {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut names = entries
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<Vec<OsString>, _>>()
+        .map_err(|source| RegistryError::ReadCertDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    names.sort();
+    let has = |name: &[u8]| names.iter().any(|n| n.as_bytes() == name);
+    for name in &names {
+        let bytes = name.as_bytes();
+        let path = dir.join(name);
+        if bytes.ends_with(b".crt") {
+            let pem = match std::fs::read(&path) {
+                Ok(pem) => pem,
+                // Removed since the listing: as containers/image, not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(RegistryError::ReadCaCert { path, source }),
+            };
+            out.ca_certs.extend(parse_ca_certs(&pem, &path)?);
+        } else if let Some(stem) = bytes.strip_suffix(b".cert") {
+            let key_name = [stem, b".key"].concat();
+            let key_path = dir.join(std::ffi::OsStr::from_bytes(&key_name));
+            if !has(&key_name) {
+                return Err(RegistryError::MissingClientKey {
+                    cert: path,
+                    key: key_path,
+                });
+            }
+            let read = |p: &Path| {
+                std::fs::read(p).map_err(|source| RegistryError::ReadClientCert {
+                    path: p.to_owned(),
+                    source,
+                })
+            };
+            let (cert_pem, key_pem) = (read(&path)?, zeroize::Zeroizing::new(read(&key_path)?));
+            out.client_certs
+                .push(parse_client_cert(&cert_pem, &key_pem, path, key_path)?);
+        } else if let Some(stem) = bytes.strip_suffix(b".key") {
+            let cert_name = [stem, b".cert"].concat();
+            if !has(&cert_name) {
+                return Err(RegistryError::MissingClientCert {
+                    key: path,
+                    cert: dir.join(std::ffi::OsStr::from_bytes(&cert_name)),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The certificates of a PEM file of CA certificates (`path` names it in
+/// the error): at least one, each usable as a trust anchor.
+pub fn parse_ca_certs(
+    pem: &[u8],
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, RegistryError> {
+    let invalid = || RegistryError::InvalidCaCert {
+        path: path.to_owned(),
+    };
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| invalid())?;
+    let mut probe = RootCertStore::empty();
+    for cert in &certs {
+        probe.add(cert.clone()).map_err(|_| invalid())?;
+    }
+    if certs.is_empty() {
+        return Err(invalid());
+    }
+    Ok(certs)
+}
+
+/// A client certificate chain (PEM) and its private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
+pub fn parse_client_cert(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: PathBuf,
+    key_path: PathBuf,
+) -> Result<ClientCert, RegistryError> {
+    let invalid = |reason: &str| RegistryError::InvalidClientCert {
+        cert: cert_path.clone(),
+        key: key_path.clone(),
+        reason: reason.to_owned(),
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+        .filter(|certs| !certs.is_empty())
+        .ok_or_else(|| invalid("the certificate file holds no PEM certificate"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
+        invalid("the key file holds no PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC)")
+    })?;
+    Ok(ClientCert {
+        cert_path,
+        key_path,
+        chain,
+        key,
+    })
+}
+
+/// The rustls configuration for `host_port` (`host[:port]` as the user wrote
+/// it), and the probe that tells whether its server asked for a client certificate.
+pub(crate) fn client_config(
+    opts: &ClientOptions,
+    host_port: &str,
+) -> Result<(rustls::ClientConfig, ClientAuthProbe), RegistryError> {
+    let dir = match &opts.cert_dir {
+        Some(dir) => {
+            // Unlike a certs.d directory, one asked for must be there (skopeo
+            // would pass over a mistyped --cert-dir without a word).
+            std::fs::read_dir(dir).map_err(|source| RegistryError::ReadCertDir {
+                path: dir.clone(),
+                source,
+            })?;
+            Some(dir.clone())
+        }
+        None => per_host_cert_dir(&opts.cert_roots, &host_port.to_ascii_lowercase())?,
+    };
+    let CertDir {
+        ca_certs: mut given,
+        client_certs,
+    } = match &dir {
+        Some(dir) => read_cert_dir(dir)?,
+        None => CertDir::default(),
+    };
+    for path in &opts.ca_certs {
+        let pem = std::fs::read(path).map_err(|source| RegistryError::ReadCaCert {
+            path: path.clone(),
+            source,
+        })?;
+        given.extend(parse_ca_certs(&pem, path)?);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = if opts.tls_verify {
+        Arc::new(Verifier::new(given, &provider)?)
+    } else {
+        Arc::new(AnyCertificate(provider.signature_verification_algorithms))
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(RegistryError::TlsSetup)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    // Several pairs: the first in name order is presented.
+    let mut config = match client_certs.into_iter().next() {
+        Some(client) => {
+            let (cert, key) = (client.cert_path, client.key_path);
+            builder
+                .with_client_auth_cert(client.chain, client.key)
+                .map_err(|e| RegistryError::InvalidClientCert {
+                    cert,
+                    key,
+                    reason: e.to_string(),
+                })?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let probe = ClientAuthProbe {
+        host: host_port.to_owned(),
+        asked: Arc::new(AtomicBool::new(false)),
+    };
+    config.client_auth_cert_resolver = Arc::new(Recording {
+        inner: config.client_auth_cert_resolver.clone(),
+        asked: probe.asked.clone(),
+    });
+    Ok((config, probe))
+}
+
+/// Whether a registry asked for a client certificate during a handshake.
+///
+/// With TLS 1.3 a server refuses the client's certificate (or its absence)
+/// after the client finished its handshake, and the alert it sends is often
+/// lost to a plain "connection closed" (h2 drops it). This tells such a
+/// refusal from a connection that merely broke.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientAuthProbe {
+    host: String,
+    asked: Arc<AtomicBool>,
+}
+
+impl ClientAuthProbe {
+    /// `e`, or [`RegistryError::ClientCertificate`] when it is a broken
+    /// connection to a registry that asked for a client certificate.
+    pub(crate) fn explain(&self, e: RegistryError) -> RegistryError {
+        match e {
+            RegistryError::Transport { source, .. }
+                if self.asked.load(Ordering::Relaxed) && !source.is_timeout() =>
+            {
+                RegistryError::ClientCertificate {
+                    host: self.host.clone(),
+                    source,
+                }
+            }
+            e => e,
+        }
+    }
+}
+
+/// A client certificate resolver that notes that the server asked for one.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn ResolvesClientCert>,
+    asked: Arc<AtomicBool>,
+}
+
+impl ResolvesClientCert for Recording {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        self.inner.resolve(root_hint_subjects, sigschemes)
+    }
+
+    fn has_certs(&self) -> bool {
+        self.inner.has_certs()
+    }
+}
+
+/// Whether a file error means "nothing there for us" (missing, or not ours to read).
+fn is_absent(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+    )
+}
+
+/// webpki over the system roots and the given CA certificates, plus the
+/// given certificates themselves as server certificates.
+#[derive(Debug)]
+struct Verifier {
+    /// None when there is no trust anchor at all.
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    /// The user's certificates, accepted as the server's own.
+    given: Vec<CertificateDer<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl Verifier {
+    fn new(
+        given: Vec<CertificateDer<'static>>,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Verifier, RegistryError> {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!(error = %e, "reading the system's CA certificates");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(added, ignored, "system CA certificates");
+        // Each parsed as a trust anchor already (parse_ca_certs).
+        roots.add_parsable_certificates(given.iter().cloned());
+        let webpki = if roots.is_empty() {
+            None
+        } else {
+            Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| RegistryError::TlsSetup(rustls::Error::General(e.to_string())))?,
+            )
+        };
+        Ok(Verifier {
+            webpki,
+            given,
+            algorithms: provider.signature_verification_algorithms,
+        })
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match &self.webpki {
+            Some(webpki) => match webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ) {
+                Ok(verified) => return Ok(verified),
+                Err(e) => e,
+            },
+            None => rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        };
+        if !self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+            return Err(refused);
+        }
+        check_given_server_cert(end_entity, server_name, now)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// What still holds for a server certificate the user gave as is: it names
+/// the host, `now` is within its validity period, and its extended key usage
+/// (if any) allows a TLS server.
+fn check_given_server_cert(
+    der: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let bad = || rustls::Error::InvalidCertificate(CertificateError::BadEncoding);
+    let parsed = ParsedCertificate::try_from(der)?;
+    rustls::client::verify_server_name(&parsed, server_name)?;
+    let cert = x509_cert::Certificate::from_der(der.as_ref()).map_err(|_| bad())?;
+    let validity = &cert.tbs_certificate.validity;
+    let not_before = validity.not_before.to_unix_duration();
+    let not_after = validity.not_after.to_unix_duration();
+    let time = Duration::from_secs(now.as_secs());
+    if time < not_before {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYetContext {
+                time: now,
+                not_before: UnixTime::since_unix_epoch(not_before),
+            },
+        ));
+    }
+    if time > not_after {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::ExpiredContext {
+                time: now,
+                not_after: UnixTime::since_unix_epoch(not_after),
+            },
+        ));
+    }
+    match cert.tbs_certificate.get::<ExtendedKeyUsage>() {
+        Ok(None) => Ok(()),
+        Ok(Some((_, usage)))
+            if usage
+                .0
+                .iter()
+                .any(|oid| *oid == SERVER_AUTH || *oid == ANY_EXTENDED_KEY_USAGE) =>
+        {
+            Ok(())
+        }
+        Ok(Some(_)) => Err(rustls::Error::InvalidCertificate(
+            CertificateError::InvalidPurpose,
+        )),
+        Err(_) => Err(bad()),
+    }
+}
+
+/// `--tls-verify=false`: any certificate is accepted, as reqwest's own
+/// `danger_accept_invalid_certs` does.
+#[derive(Debug)]
+struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests;
