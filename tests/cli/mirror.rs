@@ -146,33 +146,6 @@ fn with_tag_mirrors_podman_pulls_by_tag_and_never_contact_source_blocks_the_sour
     assert!(text(&o).contains("blocked"), "{}", text(&o));
 }
 
-/// mapping.txt names each source by the bundle's digest and each target
-/// without a digest, as `oc image mirror -f` requires.
-#[test]
-fn mapping_txt_has_no_digest_on_a_destination() {
-    let target = TestRegistry::start();
-    let (b, cfg, _) = pushed_then_source_stopped(&target, &["--tls-verify=false"]);
-    let mapping = std::fs::read_to_string(cfg.join("mapping.txt")).unwrap();
-    let source = b.fx.registry.host();
-    let lines: Vec<&str> = mapping.lines().filter(|l| !l.starts_with('#')).collect();
-    assert_eq!(lines.len(), b.fx.images.len(), "{mapping}");
-    for pushed in &b.fx.images {
-        let line = format!(
-            "{source}/{}@{}={}/mirror/{}:{}",
-            pushed.repo,
-            pushed.digest,
-            target.host(),
-            pushed.repo,
-            pushed.tag
-        );
-        assert!(lines.contains(&line.as_str()), "{line} not in\n{mapping}");
-    }
-    for line in lines {
-        let (_, dst) = line.split_once('=').unwrap();
-        assert!(!dst.contains('@'), "{line}");
-    }
-}
-
 /// Images listed by digest (two of one repository, one also naming a tag)
 /// beside a tagged one: mapping.txt gives oc a destination without a digest
 /// for each, every destination once; podman pulls the digest-only images
@@ -246,4 +219,40 @@ fn digest_only_images_map_for_oc_and_pull_from_the_mirror() {
             &p.digest,
         );
     }
+}
+
+/// A `--ca-cert` file that holds more than certificates (here a private key
+/// beside the CA) never reaches install-config: the push stops before
+/// anything is sent, naming the file and what is in it.
+#[test]
+fn a_ca_file_holding_a_private_key_is_refused_before_anything_is_sent() {
+    let b = bundled("50M");
+    let target = TestRegistry::builder().tls().start();
+    let ca = std::fs::read_to_string(target.ca_cert_path()).unwrap();
+    let mixed = b.tmp.path().join("ca-and-key.pem");
+    std::fs::write(
+        &mixed,
+        format!("{ca}-----BEGIN PRIVATE KEY-----\nMAsw\n-----END PRIVATE KEY-----\n"),
+    )
+    .unwrap();
+    let cfg = b.tmp.path().join("cfg");
+    let o = bundle_cmd()
+        .arg("push")
+        .arg(&b.dir)
+        .args(["--to", &target.host(), "--pubkey"])
+        .arg(&b.keys.public)
+        .arg("--ca-cert")
+        .arg(&mixed)
+        .arg("--mirror-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let err = text(&o);
+    assert!(
+        err.contains("ca-and-key.pem") && err.contains("PRIVATE KEY"),
+        "{err}"
+    );
+    assert!(target.repositories().is_empty(), "something was pushed");
+    assert!(!cfg.exists());
 }

@@ -38,11 +38,7 @@ impl Podman {
         Command::new("podman")
             .arg(format!("--root={}", root.join("root").display()))
             .arg(format!("--runroot={}", root.join("run").display()))
-            .args([
-                "--storage-driver=vfs",
-                "--cgroup-manager=cgroupfs",
-                "--events-backend=file",
-            ])
+            .arg("--storage-driver=vfs")
             .args(args)
             .env("CONTAINERS_REGISTRIES_CONF", &self.registries_conf)
             // No user registries.conf or auth file from the machine.
