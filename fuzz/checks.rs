@@ -19,7 +19,8 @@ use bundle::digest::Digest;
 use bundle::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, volume_name};
 use bundle::oci;
 use bundle::push::{
-    self, Destination, ExistingTags, ImageResult, PushOptions, RepoLayout, TagOutcome,
+    self, Delivery, Destination, ExistingTags, ImageResult, MirrorOptions, PushOptions, RepoLayout,
+    TagOutcome,
 };
 use bundle::registry::fuzzing::{
     AuthfileError, Challenge, Lookup, lookup_authfile, next_page, parse_challenge,
@@ -850,12 +851,16 @@ const MIRROR_TO: &str = "reg.internal:5000/mirror";
 ///
 /// Invariants: `push::mirror_config` refuses exactly when the source or the
 /// target of an image from a registry is not a valid image reference; when
-/// it accepts, every byte of the three files is printable ASCII or a line
-/// end, mapping.txt has one `repository@digest=target` line per registry
-/// image, and imagedigestmirrorset.yaml and registries.conf, read back by
+/// it accepts, every byte of the files is printable ASCII or a line end,
+/// mapping.txt has a comment line and then one `repository@digest=DST` line
+/// per destination, as `oc image mirror -f` requires (DST without a digest,
+/// each DST once: the target for a tagged image, its repository with or
+/// without a tag for one kept by digest), and imagedigestmirrorset.yaml,
+/// registries.conf and install-config-mirrors.yaml, read back by
 /// independent parsers (yaml-rust2, toml), hold one document with exactly
 /// the expected keys and one mirror entry per source repository, with the
-/// values given (the object name a DNS-1123 name).
+/// values given (the object name a DNS-1123 name). With every option on,
+/// mapping.txt is the same and imagetagmirrorset.yaml lists the same entries.
 pub fn mirror_config(data: &[u8]) {
     mirror_config_outcome(data);
 }
@@ -878,6 +883,7 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
             target: push::target_name(opts.destination.host(), &image),
             image,
             tag: TagOutcome::Created,
+            delivery: Delivery::Pushed,
         })
         .collect();
 
@@ -886,6 +892,7 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
         Some(host) => format!("{host}/{}", r.repository),
         None => r.repository.clone(),
     };
+    // (source@digest, target, whether the target is tagged)
     let mut lines = Vec::new();
     // Each source repository and every target repository its images go to.
     let mut repos: std::collections::BTreeMap<String, BTreeSet<String>> =
@@ -901,13 +908,19 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
         ) {
             (Ok(source), Ok(target)) => {
                 let source = repository(&source);
-                lines.push(format!("{source}@{}={}", r.image.digest, r.target));
+                let tagged = r.image.tag.is_some();
+                let target_text = if tagged {
+                    r.target.clone()
+                } else {
+                    repository(&target)
+                };
+                lines.push((format!("{source}@{}", r.image.digest), target_text, tagged));
                 repos.entry(source).or_default().insert(repository(&target));
             }
             _ => valid = false,
         }
     }
-    let files = match push::mirror_config(&images, &manifest.bundle_id) {
+    let files = match push::mirror_config(&images, &manifest.bundle_id, &MirrorOptions::default()) {
         Ok(files) => files,
         Err(e) => {
             assert!(!valid, "refused valid references: {e}");
@@ -925,7 +938,8 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
         [
             "mapping.txt",
             "imagedigestmirrorset.yaml",
-            "registries.conf"
+            "registries.conf",
+            "install-config-mirrors.yaml"
         ]
     );
     for (name, text) in &files {
@@ -935,7 +949,7 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
             "{name} holds more than printable ASCII lines:\n{text}"
         );
     }
-    assert_eq!(files[0].1.lines().collect::<Vec<_>>(), lines, "mapping.txt");
+    check_oc_mapping(&files[0].1, &lines);
 
     let docs = yaml_rust2::YamlLoader::load_from_str(&files[1].1)
         .unwrap_or_else(|e| panic!("the YAML does not parse: {e}\n{}", files[1].1));
@@ -997,7 +1011,84 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
         "registries.conf:\n{}",
         files[2].1
     );
+
+    let snippet = yaml_rust2::YamlLoader::load_from_str(&files[3].1)
+        .unwrap_or_else(|e| panic!("the YAML does not parse: {e}\n{}", files[3].1));
+    assert_eq!(
+        snippet.iter().map(yaml_to_json).collect::<Vec<_>>(),
+        [serde_json::json!({"imageDigestSources": mirrors})],
+        "install-config-mirrors.yaml:\n{}",
+        files[3].1
+    );
+
+    let all = MirrorOptions {
+        insecure: true,
+        tag_mirrors: true,
+        never_contact_source: true,
+        trust_bundle: None,
+    };
+    let with_all = push::mirror_config(&images, &manifest.bundle_id, &all)
+        .expect("the same references, accepted again");
+    assert_eq!(
+        with_all[0], files[0],
+        "mapping.txt changed with the options"
+    );
+    assert_eq!(with_all[2].0, "imagetagmirrorset.yaml");
+    let itms = yaml_rust2::YamlLoader::load_from_str(&with_all[2].1)
+        .unwrap_or_else(|e| panic!("the YAML does not parse: {e}\n{}", with_all[2].1));
+    let entries: Vec<_> = repos
+        .iter()
+        .map(|(source, targets)| {
+            serde_json::json!({"source": source, "mirrors": targets,
+                               "mirrorSourcePolicy": "NeverContactSource"})
+        })
+        .collect();
+    assert_eq!(
+        yaml_to_json(&itms[0])["spec"],
+        serde_json::json!({"imageTagMirrors": entries}),
+        "imagetagmirrorset.yaml:\n{}",
+        with_all[2].1
+    );
     Some(true)
+}
+
+/// mapping.txt against `expected` (source@digest, target, tagged), under the
+/// rules of `oc image mirror -f` (openshift/oc pkg/cli/image/mirror/mappings.go):
+/// a comment line, then one `SRC=DST` line per destination, DST without a
+/// digest and never repeated; a tagged target exactly, a digest-only one as
+/// its repository, bare or with a tag.
+fn check_oc_mapping(text: &str, expected: &[(String, String, bool)]) {
+    let mut lines = text.lines();
+    assert!(
+        lines.next().is_some_and(|l| l.starts_with("# ")),
+        "mapping.txt does not start with a comment:\n{text}"
+    );
+    let mut destinations = BTreeSet::new();
+    let mut written = BTreeSet::new();
+    for line in lines {
+        let (src, dst) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not SRC=DST: {line:?}"));
+        assert!(
+            !line.contains([' ', '#']) && !dst.contains('@'),
+            "oc refuses {line:?}"
+        );
+        assert!(destinations.insert(dst.to_owned()), "{dst} twice:\n{text}");
+        written.insert((src.to_owned(), dst.to_owned()));
+    }
+    for (src, target, tagged) in expected {
+        let found = written.iter().any(|(s, d)| {
+            s == src
+                && (d == target
+                    || (!tagged
+                        && d.strip_prefix(target.as_str())
+                            .is_some_and(|t| t.strip_prefix(':').is_some_and(|t| !t.is_empty()))))
+        });
+        // The same destination for the same digest is written once.
+        let same_destination = *tagged && written.iter().any(|(_, d)| d == target);
+        assert!(found || same_destination, "{src}={target} missing:\n{text}");
+    }
+    assert!(written.len() <= expected.len(), "extra lines:\n{text}");
 }
 
 /// A node read by yaml-rust2 as JSON; numbers, nulls and aliases (which

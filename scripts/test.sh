@@ -16,6 +16,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 declare -A PACKAGE_OF=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
+  [podman]=podman
   [minisign]=minisign
   [zstd]=zstd
   [umoci]=umoci

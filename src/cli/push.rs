@@ -10,7 +10,7 @@ use super::output::outln;
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
 use crate::manifest::BundleManifest;
 use crate::push::{
-    self, Destination, ExistingTags, PushOptions, PushReport, RepoLayout, TagOutcome,
+    self, Destination, ExistingTags, MirrorOptions, PushOptions, PushReport, RepoLayout, TagOutcome,
 };
 use crate::registry::{Registry, is_valid_repository};
 
@@ -41,10 +41,20 @@ pub struct Args {
     /// while surveying the target and tagging.
     #[arg(long, value_name = "N", default_value_t = crate::push::DEFAULT_JOBS, value_parser = parse_jobs)]
     jobs: usize,
-    /// Where to write mapping.txt, imagedigestmirrorset.yaml and registries.conf
+    /// Where to write the mirror configuration (mapping.txt,
+    /// imagedigestmirrorset.yaml, registries.conf, install-config-mirrors.yaml)
     /// [default: ./bundle-mirror-<bundle id>].
     #[arg(long, value_name = "DIR")]
     mirror_config: Option<PathBuf>,
+    /// Also write an ImageTagMirrorSet and let registries.conf use the
+    /// mirrors for pulls by tag (by default they serve pulls by digest only).
+    #[arg(long)]
+    tag_mirrors: bool,
+    /// Never pull from the source once mirrored: `mirrorSourcePolicy:
+    /// NeverContactSource` in the mirror sets, `blocked = true` on the source
+    /// in registries.conf.
+    #[arg(long)]
+    never_contact_source: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -60,9 +70,29 @@ struct Output<'a> {
     mirror_config: Vec<PathBuf>,
 }
 
+/// The CA certificates a cluster needs to trust the target, as canonical
+/// PEM for install-config's `additionalTrustBundle`: those of `--ca-cert`,
+/// each file checked to hold only certificates. `None` without `--ca-cert`.
+///
+/// EXTENSION POINT: the one place that decides which trust options become the
+/// trust bundle; another option (a `--cert-dir DIR`'s `*.crt`) is added here.
+fn trust_bundle_pem(registry: &RegistryArgs) -> anyhow::Result<Option<String>> {
+    let mut pem = String::new();
+    for path in &registry.ca_cert {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading the CA certificate {}", path.display()))?;
+        let certs = push::canonical_pem_certificates(&bytes)
+            .with_context(|| format!("checking the CA certificate {}", path.display()))?;
+        pem.push_str(&certs);
+    }
+    Ok((!pem.is_empty()).then_some(pem))
+}
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let trust = args.bundle.trust()?;
     let destination = Destination::parse(&args.to)?;
+    // Before anything is sent: a CA that cannot go into the trust bundle.
+    let trust_bundle = trust_bundle_pem(&args.registry)?;
     for repo in &args.mount_from {
         anyhow::ensure!(
             is_valid_repository(repo),
@@ -103,6 +133,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Some(dir) => Ok(dir.clone()),
         None => push::default_mirror_dir(id),
     };
+    // How the target was reached, for registries.conf's `insecure`.
+    let plain_http = std::cell::Cell::new(false);
     let connect = |m: &BundleManifest| {
         // Before anything is sent: the directory the mirror configuration
         // goes to must be usable (not a link, not a file), not found out
@@ -110,9 +142,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let dir = mirror_dir(&m.bundle_id)?;
         crate::files::check_real_dir(&dir)
             .context("checking the mirror configuration directory")?;
-        runtime
+        let registry = runtime
             .block_on(Registry::connect(host, &client))
-            .with_context(|| format!("connecting to {host}"))
+            .with_context(|| format!("connecting to {host}"))?;
+        plain_http.set(registry.is_plain_http());
+        Ok(registry)
     };
 
     let bar = super::reading_bar(args.json);
@@ -148,7 +182,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .filter(|i| i.tag != TagOutcome::Refused)
             .cloned()
             .collect();
-        written = push::write_mirror_config(&dir, &pushed, &id)?;
+        let mirror = MirrorOptions {
+            insecure: plain_http.get() || !args.registry.tls_verify,
+            tag_mirrors: args.tag_mirrors,
+            never_contact_source: args.never_contact_source,
+            trust_bundle,
+        };
+        written = push::write_mirror_config(&dir, &pushed, &id, &mirror)?;
     }
     if args.json {
         print_json(&Output {
@@ -205,15 +245,27 @@ fn print_human(report: &PushReport, written: &[PathBuf]) {
         s.manifests_pushed,
         s.manifests_present
     );
+    // Every image in exactly one bucket, the same counts as --json's `delivered`.
+    let d = &report.delivered;
+    let mut buckets = format!("{} pushed, {} already there", d.pushed, d.already_there);
+    if d.refused > 0 {
+        buckets.push_str(&format!(", {} refused", d.refused));
+    }
+    if d.not_pushed > 0 {
+        buckets.push_str(&format!(", {} not pushed", d.not_pushed));
+    }
+    outln!(
+        "images: {buckets} (of {} for {})",
+        report.images.len(),
+        report.destination
+    );
     if !report.tagged {
         outln!("no tag was created or moved on {}", report.destination);
         return;
     }
     let count = |t: TagOutcome| report.images.iter().filter(|i| i.tag == t).count();
     outln!(
-        "{} images pushed to {}: {} tags created, {} moved, {} unchanged, {} left as they were (--skip-existing-tags), {} by digest only",
-        report.images.len(),
-        report.destination,
+        "tags: {} created, {} moved, {} unchanged, {} left as they were (--skip-existing-tags), {} by digest only",
         count(TagOutcome::Created),
         count(TagOutcome::Updated),
         count(TagOutcome::Unchanged),

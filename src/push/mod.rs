@@ -26,16 +26,24 @@
 //!
 //! - `mapping`: `--to`, repository mapping, collisions.
 //! - `upload`: the sink on the reader and the upload tasks.
-//! - `mirror`: mapping.txt, ImageDigestMirrorSet, registries.conf.
+//! - `mirror`: the mirror configuration: ImageDigestMirrorSet (and
+//!   ImageTagMirrorSet), registries.conf, and the files below.
+//! - `oc_mapping`: mapping.txt, as `oc image mirror -f` parses it.
+//! - `install_config`: the install-config.yaml snippet and its CA check.
 //! - `quoted`: the YAML and TOML writer of those, which quotes every value.
 
+mod install_config;
 mod mapping;
 mod mirror;
+mod oc_mapping;
 mod quoted;
 mod upload;
 
+pub use install_config::{TrustBundleError, canonical_pem_certificates};
 pub use mapping::{Destination, Mapped, RepoLayout, map_images};
-pub use mirror::{MirrorConfigError, default_mirror_dir, mirror_config, write_mirror_config};
+pub use mirror::{
+    MirrorConfigError, MirrorOptions, default_mirror_dir, mirror_config, write_mirror_config,
+};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -102,6 +110,23 @@ pub enum TagOutcome {
     Refused,
 }
 
+/// What the push did with an image's content: each image is in exactly one
+/// of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// The target lacked some of it (a blob or manifest in its repository)
+    /// and the push sent that.
+    Pushed,
+    /// The target held all of it before the push: nothing was sent for it.
+    AlreadyThere,
+    /// The target refused its manifest or index (see [`TagOutcome::Refused`]).
+    Refused,
+    /// The target lacks some of it and the bundle did not verify, so it is
+    /// not complete there (and not tagged).
+    NotPushed,
+}
+
 /// One image's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageResult {
@@ -112,6 +137,38 @@ pub struct ImageResult {
     pub target: String,
     /// What happened to the tag.
     pub tag: TagOutcome,
+    /// What happened to its content.
+    pub delivery: Delivery,
+}
+
+/// How many images are in each [`Delivery`] bucket; they add up to the
+/// number of images.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryCounts {
+    /// [`Delivery::Pushed`].
+    pub pushed: usize,
+    /// [`Delivery::AlreadyThere`].
+    pub already_there: usize,
+    /// [`Delivery::Refused`].
+    pub refused: usize,
+    /// [`Delivery::NotPushed`].
+    pub not_pushed: usize,
+}
+
+impl DeliveryCounts {
+    /// The counts of `images`.
+    pub fn of(images: &[ImageResult]) -> DeliveryCounts {
+        let mut c = DeliveryCounts::default();
+        for i in images {
+            *match i.delivery {
+                Delivery::Pushed => &mut c.pushed,
+                Delivery::AlreadyThere => &mut c.already_there,
+                Delivery::Refused => &mut c.refused,
+                Delivery::NotPushed => &mut c.not_pushed,
+            } += 1;
+        }
+        c
+    }
 }
 
 /// Counts of what the push did.
@@ -144,6 +201,8 @@ pub struct PushReport {
     pub stats: PushStats,
     /// Per image, in bundle order.
     pub images: Vec<ImageResult>,
+    /// How many images were pushed, already there, refused, not pushed.
+    pub delivered: DeliveryCounts,
     /// Whether tags were set (only when everything verified).
     pub tagged: bool,
     /// Manifests the target refused although the bundle verified, and why.
@@ -176,6 +235,7 @@ pub fn push(
         volumes_read: false,
         stats: PushStats::default(),
         images: Vec::new(),
+        delivered: DeliveryCounts::default(),
         tagged: false,
         refused: Vec::new(),
     };
@@ -191,15 +251,34 @@ pub fn push(
             target: target_name(&host, img),
             image: img.clone(),
             tag: TagOutcome::NotTagged,
+            delivery: Delivery::NotPushed,
         })
         .collect();
     if !verify::volumes_present(&m, dirs, &mut report) {
         out.verify = report;
+        out.delivered = DeliveryCounts::of(&out.images);
         return Ok(out);
     }
 
     let registry = connect(&m)?.with_upload_chunk_size(upload::CHUNK);
     let survey = rt.block_on(survey(&registry, &m, &mapped, &opts.mount_from, opts.jobs))?;
+    // An image the target lacks nothing of is already there whatever follows.
+    let lacking: Vec<bool> = mapped
+        .iter()
+        .map(|img| {
+            img.needs.iter().any(|d| {
+                survey
+                    .work
+                    .get(d)
+                    .is_some_and(|w| w.missing.contains(&img.repository))
+            })
+        })
+        .collect();
+    for (result, lacks) in out.images.iter_mut().zip(&lacking) {
+        if !lacks {
+            result.delivery = Delivery::AlreadyThere;
+        }
+    }
     out.stats = PushStats {
         blobs_present: survey.blobs_present,
         manifests_present: survey.manifests_present,
@@ -225,6 +304,7 @@ pub fn push(
     }
     out.verify = report;
     if !out.verify.ok() {
+        out.delivered = DeliveryCounts::of(&out.images);
         return Ok(out);
     }
     // A manifest refused for want of a child although everything verified: the
@@ -259,13 +339,19 @@ pub fn push(
             opts.jobs,
         ))?
         .into_iter();
-    for (result, blocked) in out.images.iter_mut().zip(blocked) {
+    for ((result, blocked), lacks) in out.images.iter_mut().zip(blocked).zip(lacking) {
         result.tag = if blocked {
             TagOutcome::Refused
         } else {
             outcomes.next().unwrap_or(TagOutcome::NotTagged)
         };
+        result.delivery = match (blocked, lacks) {
+            (true, _) => Delivery::Refused,
+            (false, true) => Delivery::Pushed,
+            (false, false) => Delivery::AlreadyThere,
+        };
     }
+    out.delivered = DeliveryCounts::of(&out.images);
     out.tagged = true;
     Ok(out)
 }

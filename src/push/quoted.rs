@@ -19,6 +19,9 @@ use std::fmt::Write;
 pub(super) enum Yaml {
     /// A string, written double-quoted.
     Str(String),
+    /// A string of lines written as a literal block (`key: |`); only made by
+    /// [`Yaml::literal`], which checks that its lines are safe there.
+    Literal(String),
     /// A sequence, one `- item` per element.
     Seq(Vec<Yaml>),
     /// A mapping with fixed keys, written in this order.
@@ -100,6 +103,23 @@ impl Yaml {
         Yaml::Str(value.into())
     }
 
+    /// `text` as a literal block when it is one or more lines ending in a
+    /// line end, each non-empty printable ASCII that does not start with a
+    /// space (such a block reads back as exactly `text`); else a quoted string.
+    pub(super) fn literal(text: &str) -> Yaml {
+        let safe = text.ends_with('\n')
+            && text.lines().all(|line| {
+                !line.is_empty()
+                    && !line.starts_with(' ')
+                    && line.bytes().all(|b| (b' '..=b'~').contains(&b))
+            });
+        if safe {
+            Yaml::Literal(text.to_owned())
+        } else {
+            Yaml::Str(text.to_owned())
+        }
+    }
+
     /// One YAML document: a `# ` line per comment, then `entries` as its
     /// top-level mapping.
     pub(super) fn document(comments: &[&str], entries: &[(&'static str, Yaml)]) -> String {
@@ -134,6 +154,14 @@ fn write_yaml_map(
                 out.push('\n');
                 write_yaml_seq(s, indent, out);
             }
+            Yaml::Literal(text) => {
+                out.push_str(" |\n");
+                for line in text.lines() {
+                    out.push_str(&" ".repeat(indent + 2));
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
             _ => write_yaml_flow(value, out),
         }
     }
@@ -162,7 +190,7 @@ fn write_yaml_seq(items: &[Yaml], indent: usize, out: &mut String) {
 fn write_yaml_flow(value: &Yaml, out: &mut String) {
     out.push(' ');
     match value {
-        Yaml::Str(s) => out.push_str(&yaml_quoted(s)),
+        Yaml::Str(s) | Yaml::Literal(s) => out.push_str(&yaml_quoted(s)),
         Yaml::Map(_) => out.push_str("{}"),
         Yaml::Seq(_) => out.push_str("[]"),
     }
@@ -326,6 +354,32 @@ mod tests {
                     "empty": [],
                     "items": [{"source": value, "mirrors": [value]}, [value]],
                 })],
+                "{text}"
+            );
+        }
+    }
+
+    /// Text that is not plain lines falls back to a quoted string; both read
+    /// back as given, nested or not.
+    #[test]
+    fn literal_blocks_read_back_or_fall_back_to_quoted() {
+        let plain = "-----BEGIN X-----\nAB+/=\n-----END X-----\n";
+        assert_eq!(Yaml::literal(plain), Yaml::Literal(plain.to_owned()));
+        for value in HOSTILE.iter().chain(&["a\n\nb\n", " a\n", "a", "a\nb"]) {
+            assert!(matches!(Yaml::literal(value), Yaml::Str(_)), "{value:?}");
+        }
+        for value in HOSTILE.iter().chain(&[plain]) {
+            let text = Yaml::document(
+                &[],
+                &[
+                    ("top", Yaml::literal(value)),
+                    ("nested", Yaml::Map(vec![("inner", Yaml::literal(value))])),
+                    ("after", Yaml::str("x")),
+                ],
+            );
+            assert_eq!(
+                read_back::yaml(&text),
+                [json!({"top": value, "nested": {"inner": value}, "after": "x"})],
                 "{text}"
             );
         }

@@ -12,6 +12,7 @@ mod failures;
 mod faults;
 mod hostile;
 mod list;
+mod mirror;
 mod push;
 mod resume;
 mod roundtrip;

@@ -225,7 +225,23 @@ fn a_second_push_uploads_nothing_and_reads_no_volume() {
     assert!(writes.is_empty(), "the second push wrote: {writes:?}");
     for image in second["images"].as_array().unwrap() {
         assert_eq!(image["tag"], "unchanged", "{image}");
+        assert_eq!(image["delivery"], "already-there", "{image}");
     }
+    // Every image in exactly one bucket: all pushed the first time, all
+    // already there the second, and the human summary says the same.
+    let n = b.fx.images.len();
+    let counts = |pushed, there| serde_json::json!({"pushed": pushed, "already_there": there, "refused": 0, "not_pushed": 0});
+    assert_eq!(first["delivered"], counts(n, 0), "{first}");
+    assert_eq!(second["delivered"], counts(0, n), "{second}");
+    let o = push(&b.dir, &to, &b.keys.public, &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!(
+            "images: 0 pushed, {n} already there (of {n} for {to})"
+        )),
+        "{out}"
+    );
 }
 
 #[test]
@@ -621,6 +637,19 @@ fn a_sparse_index_from_create_platform_is_reported_and_the_other_images_are_tagg
     assert!(
         !mapping.contains("busybox") && mapping.contains("openshift/php"),
         "{mapping}"
+    );
+    // The summary puts the refused images in their own bucket.
+    let refused =
+        b.fx.images
+            .iter()
+            .filter(|p| ["library/busybox", "library/alpine"].contains(&p.repo.as_str()))
+            .count();
+    let pushed = b.fx.images.len() - refused;
+    assert!(
+        out.contains(&format!(
+            "images: {pushed} pushed, 0 already there, {refused} refused"
+        )),
+        "{out}"
     );
 }
 

@@ -11,6 +11,8 @@
 //!   trickle, a flipped byte or a hold (an answer stopped part-way, for
 //!   killing the client there) into chosen requests, logs them all as they
 //!   arrive, and counts how many of a kind are answered at once.
+//! - [`podman`]: [`Podman`], the real podman pulling through a generated
+//!   registries.conf with private storage.
 //! - [`http`]: the HTTP/1.1 framing and forwarding the proxies and the token
 //!   server share.
 //! - [`token`]: [`TokenServer`], a Docker token server issuing signed JWTs to
@@ -27,6 +29,7 @@ pub mod faults;
 pub mod http;
 pub mod images;
 pub mod jwt;
+pub mod podman;
 pub mod proxy;
 pub mod registry;
 pub mod seed;
@@ -39,6 +42,7 @@ use sha2::{Digest, Sha256};
 
 pub use faults::{Fault, FaultProxy, Kind, Logged, Rule};
 pub use images::{ImageSpec, LayerSpec, Layout, LayoutBuilder, Platform};
+pub use podman::Podman;
 pub use proxy::PagingProxy;
 pub use registry::{LOOPBACK_SAN, ServerCert, TestRegistry};
 pub use seed::{
@@ -204,7 +208,7 @@ pub fn require_tool(tool: &str, debian_package: &str) {
         found,
         "`{tool}` is not installed; these tests need the real tools: \
          apt-get install {debian_package} (or run scripts/test.sh, which installs \
-         docker-registry skopeo minisign zstd umoci apache2-utils openssl curl jq)"
+         docker-registry skopeo minisign zstd umoci apache2-utils openssl curl jq podman)"
     );
 }
 
