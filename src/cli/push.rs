@@ -12,7 +12,7 @@ use crate::manifest::BundleManifest;
 use crate::push::{
     self, Destination, ExistingTags, MirrorOptions, PushOptions, PushReport, RepoLayout, TagOutcome,
 };
-use crate::registry::{Registry, is_valid_repository};
+use crate::registry::{ClientOptions, Registry, is_valid_repository};
 
 /// Arguments of `bundle push`.
 #[derive(clap::Args)]
@@ -71,15 +71,14 @@ struct Output<'a> {
 }
 
 /// The CA certificates a cluster needs to trust the target, as canonical
-/// PEM for install-config's `additionalTrustBundle`: those of `--ca-cert`,
-/// each file checked to hold only certificates. `None` without `--ca-cert`.
-///
-/// EXTENSION POINT: the one place that decides which trust options become the
-/// trust bundle; another option (a `--cert-dir DIR`'s `*.crt`) is added here.
-fn trust_bundle_pem(registry: &RegistryArgs) -> anyhow::Result<Option<String>> {
+/// PEM for install-config's `additionalTrustBundle`: those push itself
+/// trusts besides the system's (`--ca-cert`, then the `*.crt` of `--cert-dir`
+/// or of the target's certs.d directory), each file checked to hold only
+/// certificates. `None` when there are none.
+fn trust_bundle_pem(client: &ClientOptions, host: &str) -> anyhow::Result<Option<String>> {
     let mut pem = String::new();
-    for path in &registry.ca_cert {
-        let bytes = std::fs::read(path)
+    for path in crate::registry::ca_cert_files(client, host)? {
+        let bytes = std::fs::read(&path)
             .with_context(|| format!("reading the CA certificate {}", path.display()))?;
         let certs = push::canonical_pem_certificates(&bytes)
             .with_context(|| format!("checking the CA certificate {}", path.display()))?;
@@ -91,8 +90,6 @@ fn trust_bundle_pem(registry: &RegistryArgs) -> anyhow::Result<Option<String>> {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let trust = args.bundle.trust()?;
     let destination = Destination::parse(&args.to)?;
-    // Before anything is sent: a CA that cannot go into the trust bundle.
-    let trust_bundle = trust_bundle_pem(&args.registry)?;
     for repo in &args.mount_from {
         anyhow::ensure!(
             is_valid_repository(repo),
@@ -129,6 +126,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .build()?;
     let host = destination.registry.as_str();
     let client = args.registry.client_options(destination.host())?;
+    // Before anything is sent: a CA that cannot go into the trust bundle.
+    let trust_bundle = trust_bundle_pem(&client, destination.host())?;
     let mirror_dir = |id: &str| match &args.mirror_config {
         Some(dir) => Ok(dir.clone()),
         None => push::default_mirror_dir(id),

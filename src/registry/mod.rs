@@ -76,7 +76,7 @@ pub use auth::{Credentials, credentials_from_authfile, default_authfile};
 pub use blob::BlobStream;
 pub use error::{ErrorCode, ErrorDetail, RegistryError};
 pub use reference::{ImageReference, is_valid_host, is_valid_repository, is_valid_tag};
-pub use tls::default_cert_roots;
+pub use tls::{ca_cert_files, default_cert_roots};
 pub use upload::{MountOutcome, Upload};
 
 use session::{Scope, Session};

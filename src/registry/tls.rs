@@ -220,13 +220,13 @@ pub fn parse_client_cert(
     })
 }
 
-/// The rustls configuration for `host_port` (`host[:port]` as the user wrote
-/// it), and the probe that tells whether its server asked for a client certificate.
-pub(crate) fn client_config(
+/// The certificate directory used for `host_port`: `--cert-dir`, else the
+/// registry's own under the certs.d roots, if any.
+fn cert_dir_in_use(
     opts: &ClientOptions,
     host_port: &str,
-) -> Result<(rustls::ClientConfig, ClientAuthProbe), RegistryError> {
-    let dir = match &opts.cert_dir {
+) -> Result<Option<PathBuf>, RegistryError> {
+    match &opts.cert_dir {
         Some(dir) => {
             // Unlike a certs.d directory, one asked for must be there (skopeo
             // would pass over a mistyped --cert-dir without a word).
@@ -234,10 +234,41 @@ pub(crate) fn client_config(
                 path: dir.clone(),
                 source,
             })?;
-            Some(dir.clone())
+            Ok(Some(dir.clone()))
         }
-        None => per_host_cert_dir(&opts.cert_roots, &host_port.to_ascii_lowercase())?,
-    };
+        None => per_host_cert_dir(&opts.cert_roots, &host_port.to_ascii_lowercase()),
+    }
+}
+
+/// The files of CA certificates trusted for `host_port` besides the system's:
+/// every `--ca-cert`, then the `*.crt` files of the certificate directory in
+/// use (in name order), as [`client_config`] reads them.
+pub fn ca_cert_files(opts: &ClientOptions, host_port: &str) -> Result<Vec<PathBuf>, RegistryError> {
+    let mut files = opts.ca_certs.clone();
+    if let Some(dir) = cert_dir_in_use(opts, host_port)? {
+        let read_err = |source| RegistryError::ReadCertDir {
+            path: dir.clone(),
+            source,
+        };
+        let mut crt: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(read_err)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(read_err)?;
+        crt.retain(|p| p.extension().is_some_and(|x| x == "crt"));
+        crt.sort();
+        files.extend(crt);
+    }
+    Ok(files)
+}
+
+/// The rustls configuration for `host_port` (`host[:port]` as the user wrote
+/// it), and the probe that tells whether its server asked for a client certificate.
+pub(crate) fn client_config(
+    opts: &ClientOptions,
+    host_port: &str,
+) -> Result<(rustls::ClientConfig, ClientAuthProbe), RegistryError> {
+    let dir = cert_dir_in_use(opts, host_port)?;
     let CertDir {
         ca_certs: mut given,
         client_certs,

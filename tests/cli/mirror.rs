@@ -98,6 +98,18 @@ fn podman_pulls_by_digest_from_a_tls_mirror_and_install_config_trusts_its_ca() {
     let body = |pem: &str| -> String { pem.lines().filter(|l| !l.starts_with("-----")).collect() };
     assert_eq!(body(bundle), body(&ca_pem), "{snippet}");
     assert!(snippet.contains("additionalTrustBundle: |\n"), "{snippet}");
+    // The CA of a --cert-dir push goes into the trust bundle the same way.
+    let by_dir = b.tmp.path().join("mirror-config-cert-dir");
+    let dir = target.cert_dir().display().to_string();
+    push_to(
+        &b,
+        &format!("{}/mirror", target.host()),
+        &by_dir,
+        &["--cert-dir", &dir],
+    );
+    let again = std::fs::read_to_string(by_dir.join("install-config-mirrors.yaml")).unwrap();
+    let again = yaml_rust2::YamlLoader::load_from_str(&again).unwrap();
+    assert_eq!(again[0]["additionalTrustBundle"].as_str(), Some(bundle));
     let sources = docs[0]["imageDigestSources"].as_vec().unwrap();
     assert!(
         sources.iter().any(|s| {
