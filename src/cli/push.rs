@@ -78,7 +78,7 @@ struct Output<'a> {
 fn trust_bundle_pem(client: &ClientOptions, host: &str) -> anyhow::Result<Option<String>> {
     let mut pem = String::new();
     for path in crate::registry::ca_cert_files(client, host)? {
-        let bytes = std::fs::read(&path)
+        let bytes = crate::registry::read_pem_file(&path)
             .with_context(|| format!("reading the CA certificate {}", path.display()))?;
         let certs = push::canonical_pem_certificates(&bytes)
             .with_context(|| format!("checking the CA certificate {}", path.display()))?;

@@ -122,13 +122,21 @@ pub enum RegistryError {
     },
     /// The server's TLS certificate could not be verified.
     #[error(
-        "the TLS certificate of {host} could not be verified (trust its CA certificate, \
-         or the server's own certificate, with --ca-cert FILE or --cert-dir DIR; \
-         or, at your own risk, --tls-verify=false)"
+        "the TLS certificate of {host} could not be verified{}",
+        if *untrusted {
+            " (trust its CA certificate, or the server's own certificate, with --ca-cert FILE \
+             or --cert-dir DIR; or, at your own risk, --tls-verify=false)"
+        } else {
+            ": it is not valid for this server (see the cause: trusting it would not help)"
+        }
     )]
     Certificate {
         /// The host whose certificate was refused.
         host: String,
+        /// Whether it was refused for want of a trusted issuer (the fix is
+        /// to trust one), rather than for what it says (name, dates,
+        /// purpose, signature).
+        untrusted: bool,
         /// The underlying error.
         #[source]
         source: reqwest::Error,
@@ -148,9 +156,10 @@ pub enum RegistryError {
     /// The registry refused the TLS connection over the client certificate
     /// (none was given, or not one it trusts).
     #[error(
-        "{host} refused the TLS connection: it wants a client certificate it trusts \
-         (give the certificate and its key as NAME.cert and NAME.key in --cert-dir DIR, \
-         or in /etc/containers/certs.d/{host}/)"
+        "{host} asked for a client certificate and closed the TLS connection: it wants one \
+         it trusts (give the certificate and its key as NAME.cert and NAME.key in \
+         --cert-dir DIR, or in the registry's HOST[:PORT] directory under \
+         /etc/containers/certs.d)"
     )]
     ClientCertificate {
         /// The host.
@@ -456,8 +465,16 @@ pub(crate) fn transport_error(url: &reqwest::Url, err: reqwest::Error) -> Regist
     let host = host_port(url);
     let loopback = super::is_loopback(url);
     match tls_cause(&err) {
-        Some(rustls::Error::InvalidCertificate(_)) => {
-            return RegistryError::Certificate { host, source: err };
+        Some(rustls::Error::InvalidCertificate(e)) => {
+            let untrusted = matches!(
+                e,
+                rustls::CertificateError::UnknownIssuer | rustls::CertificateError::Other(_)
+            );
+            return RegistryError::Certificate {
+                host,
+                untrusted,
+                source: err,
+            };
         }
         Some(rustls::Error::AlertReceived(alert)) if is_client_cert_alert(*alert) => {
             return RegistryError::ClientCertificate { host, source: err };
@@ -491,7 +508,11 @@ pub(crate) fn transport_error(url: &reqwest::Url, err: reqwest::Error) -> Regist
     }) {
         RegistryError::ClientCertificate { host, source: err }
     } else if chain.contains("certificate") && !chain.contains("certificate required") {
-        RegistryError::Certificate { host, source: err }
+        RegistryError::Certificate {
+            host,
+            untrusted: true,
+            source: err,
+        }
     } else if [
         "tls",
         "handshake",
@@ -516,19 +537,21 @@ pub(crate) fn transport_error(url: &reqwest::Url, err: reqwest::Error) -> Regist
     }
 }
 
-/// The rustls error in `err`'s source chain, if any (it sits inside an `io::Error`).
+/// The rustls error in `err`'s source chain, if any (it sits inside `io::Error`s).
 fn tls_cause(err: &reqwest::Error) -> Option<&rustls::Error> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = err.source();
     while let Some(e) = cur {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        if let Some(tls) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls);
+        // io::Error's `source` skips the error it wraps, and reqwest's
+        // connector wraps the TLS stream's io::Error in another.
+        let mut io = e.downcast_ref::<std::io::Error>();
+        while let Some(inner) = io.and_then(|io| io.get_ref()) {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                return Some(tls);
+            }
+            io = inner.downcast_ref::<std::io::Error>();
         }
         cur = e.source();
     }

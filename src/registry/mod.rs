@@ -76,7 +76,7 @@ pub use auth::{Credentials, credentials_from_authfile, default_authfile};
 pub use blob::BlobStream;
 pub use error::{ErrorCode, ErrorDetail, RegistryError};
 pub use reference::{ImageReference, is_valid_host, is_valid_repository, is_valid_tag};
-pub use tls::{ca_cert_files, default_cert_roots};
+pub use tls::{ca_cert_files, default_cert_roots, read_pem_file};
 pub use upload::{MountOutcome, Upload};
 
 use session::{Scope, Session};
@@ -204,7 +204,9 @@ impl Registry {
             let https = base("https")?;
             let loopback = is_loopback(&https);
             let s = session(https);
-            match s.ping().await {
+            // A server that asked for a client certificate speaks TLS: its
+            // refusal is never a reason to try plain http.
+            match s.ping().await.map_err(|e| client_auth.explain(e)) {
                 Ok(()) => s,
                 Err(e)
                     if scheme.is_none() && !opts.tls_verify && loopback && fails_below_http(&e) =>
@@ -217,7 +219,7 @@ impl Registry {
                     s.ping().await?;
                     s
                 }
-                Err(e) => return Err(client_auth.explain(e)),
+                Err(e) => return Err(e),
             }
         };
         Ok(Registry {

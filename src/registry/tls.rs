@@ -132,7 +132,7 @@ pub fn read_cert_dir(dir: &Path) -> Result<CertDir, RegistryError> {
         let bytes = name.as_bytes();
         let path = dir.join(name);
         if bytes.ends_with(b".crt") {
-            let pem = match std::fs::read(&path) {
+            let pem = match read_pem_file(&path) {
                 Ok(pem) => pem,
                 // Removed since the listing: as containers/image, not an error.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -149,7 +149,7 @@ pub fn read_cert_dir(dir: &Path) -> Result<CertDir, RegistryError> {
                 });
             }
             let read = |p: &Path| {
-                std::fs::read(p).map_err(|source| RegistryError::ReadClientCert {
+                read_pem_file(p).map_err(|source| RegistryError::ReadClientCert {
                     path: p.to_owned(),
                     source,
                 })
@@ -210,7 +210,10 @@ pub fn parse_client_cert(
         .filter(|certs| !certs.is_empty())
         .ok_or_else(|| invalid("the certificate file holds no PEM certificate"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
-        invalid("the key file holds no PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC)")
+        invalid(
+            "the key file holds no PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC; \
+             encrypted keys are not supported)",
+        )
     })?;
     Ok(ClientCert {
         cert_path,
@@ -277,7 +280,7 @@ pub(crate) fn client_config(
         None => CertDir::default(),
     };
     for path in &opts.ca_certs {
-        let pem = std::fs::read(path).map_err(|source| RegistryError::ReadCaCert {
+        let pem = read_pem_file(path).map_err(|source| RegistryError::ReadCaCert {
             path: path.clone(),
             source,
         })?;
@@ -337,7 +340,7 @@ impl ClientAuthProbe {
     /// connection to a registry that asked for a client certificate.
     pub(crate) fn explain(&self, e: RegistryError) -> RegistryError {
         match e {
-            RegistryError::Transport { source, .. }
+            RegistryError::Transport { source, .. } | RegistryError::Tls { source, .. }
                 if self.asked.load(Ordering::Relaxed) && !source.is_timeout() =>
             {
                 RegistryError::ClientCertificate {
@@ -372,6 +375,30 @@ impl ResolvesClientCert for Recording {
     }
 }
 
+/// Largest certificate or key file read (a system CA bundle is about 200 KiB).
+pub const MAX_PEM_FILE: u64 = 8 << 20;
+
+/// The bytes of a certificate or key file: a regular file (links followed),
+/// opened without blocking (a FIFO is refused, not waited on), at most
+/// [`MAX_PEM_FILE`] bytes.
+pub fn read_pem_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file =
+        crate::files::open_regular(path, crate::files::Links::Follow).map_err(|e| match e {
+            crate::files::OpenError::Io { source, .. } => source,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other.to_string()),
+        })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_PEM_FILE} bytes: not a certificate or key file"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Whether a file error means "nothing there for us" (missing, or not ours to read).
 fn is_absent(e: &std::io::Error) -> bool {
     matches!(
@@ -380,15 +407,28 @@ fn is_absent(e: &std::io::Error) -> bool {
     )
 }
 
-/// webpki over the system roots and the given CA certificates, plus the
-/// given certificates themselves as server certificates.
+/// webpki over the system roots; the given certificates that are CAs as
+/// anchors with the limits they carry; and every given certificate as the
+/// server's own.
 #[derive(Debug)]
 struct Verifier {
-    /// None when there is no trust anchor at all.
-    webpki: Option<Arc<WebPkiServerVerifier>>,
-    /// The user's certificates, accepted as the server's own.
+    /// webpki over the system roots (None when the system has none).
+    system: Option<Arc<WebPkiServerVerifier>>,
+    /// The given CA certificates as trust anchors, and the limits webpki
+    /// drops from an anchor (it keeps only the subject, key and name
+    /// constraints), checked on each path built to them.
+    anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
+    limits: Vec<CaLimits>,
+    /// Every certificate the user gave, accepted as the server's own.
     given: Vec<CertificateDer<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// What a given CA certificate allows below it, beyond what webpki keeps.
+#[derive(Debug)]
+struct CaLimits {
+    /// `pathLenConstraint`: most intermediate CAs between it and the server.
+    path_len: Option<u8>,
 }
 
 impl Verifier {
@@ -403,9 +443,7 @@ impl Verifier {
         }
         let (added, ignored) = roots.add_parsable_certificates(native.certs);
         tracing::debug!(added, ignored, "system CA certificates");
-        // Each parsed as a trust anchor already (parse_ca_certs).
-        roots.add_parsable_certificates(given.iter().cloned());
-        let webpki = if roots.is_empty() {
+        let system = if roots.is_empty() {
             None
         } else {
             Some(
@@ -414,12 +452,118 @@ impl Verifier {
                     .map_err(|e| RegistryError::TlsSetup(rustls::Error::General(e.to_string())))?,
             )
         };
+        let mut anchors = Vec::new();
+        let mut limits = Vec::new();
+        for der in &given {
+            // As Go's verifier (skopeo, podman): a certificate signs others only
+            // if it is a CA, and only for the purposes its extended key usage lists.
+            let Some(path_len) = ca_for_servers(der) else {
+                continue;
+            };
+            // Each parsed as a trust anchor already (parse_ca_certs).
+            if let Ok(anchor) = webpki::anchor_from_trusted_cert(der) {
+                anchors.push(anchor.to_owned());
+                limits.push(CaLimits { path_len });
+            }
+        }
         Ok(Verifier {
-            webpki,
+            system,
+            anchors,
+            limits,
             given,
             algorithms: provider.signature_verification_algorithms,
         })
     }
+
+    /// Verifies `end_entity` for `server_name` on a path to one of the given CAs.
+    fn verify_by_given_cas(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
+        let within_limits = |path: &webpki::VerifiedPath<'_>| {
+            let anchor = path.anchor();
+            let limit = self
+                .anchors
+                .iter()
+                .zip(&self.limits)
+                .find(|(a, _)| {
+                    a.subject == anchor.subject
+                        && a.subject_public_key_info == anchor.subject_public_key_info
+                })
+                .and_then(|(_, l)| l.path_len);
+            match limit {
+                Some(n) if path.intermediate_certificates().count() > usize::from(n) => {
+                    Err(webpki::Error::PathLenConstraintViolated)
+                }
+                _ => Ok(()),
+            }
+        };
+        cert.verify_for_usage(
+            self.algorithms.all,
+            &self.anchors,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            Some(&within_limits),
+        )
+        .map_err(pki_error)?;
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, server_name)
+    }
+}
+
+/// `Some(pathLenConstraint)` when `der` is a CA certificate (basic
+/// constraints `CA:TRUE`) whose extended key usage, if it has one, allows
+/// TLS servers; `None` for any other certificate.
+fn ca_for_servers(der: &CertificateDer<'_>) -> Option<Option<u8>> {
+    use x509_cert::ext::pkix::BasicConstraints;
+    let cert = x509_cert::Certificate::from_der(der.as_ref()).ok()?;
+    let (_, basic) = cert.tbs_certificate.get::<BasicConstraints>().ok()??;
+    if !basic.ca {
+        return None;
+    }
+    match cert.tbs_certificate.get::<ExtendedKeyUsage>().ok()? {
+        Some((_, usage))
+            if !usage
+                .0
+                .iter()
+                .any(|oid| *oid == SERVER_AUTH || *oid == ANY_EXTENDED_KEY_USAGE) =>
+        {
+            None
+        }
+        _ => Some(basic.path_len_constraint),
+    }
+}
+
+/// A webpki refusal as the rustls error reqwest reports (and
+/// `transport_error` sorts by).
+fn pki_error(e: webpki::Error) -> rustls::Error {
+    use webpki::Error as E;
+    let kind = match e {
+        E::BadDer | E::BadDerTime | E::TrailingData(_) => CertificateError::BadEncoding,
+        E::CertExpired { time, not_after } => CertificateError::ExpiredContext { time, not_after },
+        E::InvalidCertValidity => CertificateError::Expired,
+        E::CertNotValidYet { time, not_before } => {
+            CertificateError::NotValidYetContext { time, not_before }
+        }
+        E::CertNotValidForName(webpki::InvalidNameContext {
+            expected,
+            presented,
+        }) => CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        },
+        E::UnknownIssuer => CertificateError::UnknownIssuer,
+        E::InvalidSignatureForPublicKey => CertificateError::BadSignature,
+        E::RequiredEkuNotFoundContext(_) => CertificateError::InvalidPurpose,
+        other => CertificateError::Other(rustls::OtherError(Arc::new(other))),
+    };
+    rustls::Error::InvalidCertificate(kind)
 }
 
 impl ServerCertVerifier for Verifier {
@@ -431,8 +575,9 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let refused = match &self.webpki {
-            Some(webpki) => match webpki.verify_server_cert(
+        let mut refused = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        if let Some(system) = &self.system {
+            match system.verify_server_cert(
                 end_entity,
                 intermediates,
                 server_name,
@@ -440,10 +585,16 @@ impl ServerCertVerifier for Verifier {
                 now,
             ) {
                 Ok(verified) => return Ok(verified),
-                Err(e) => e,
-            },
-            None => rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
-        };
+                Err(e) => refused = e,
+            }
+        }
+        if !self.anchors.is_empty() {
+            // Refused by the given CAs: the more telling reason.
+            match self.verify_by_given_cas(end_entity, intermediates, server_name, now) {
+                Ok(()) => return Ok(ServerCertVerified::assertion()),
+                Err(e) => refused = e,
+            }
+        }
         if !self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
             return Err(refused);
         }

@@ -106,6 +106,12 @@ fn a_given_server_certificate_still_needs_the_right_name_and_dates() {
         let err = text(&o);
         assert!(err.contains("could not be verified"), "{cert:?}: {err}");
         assert!(err.contains(expected), "{cert:?}: {err}");
+        // Given already: the hint does not send the user back to --ca-cert.
+        assert!(
+            err.contains("trusting it would not help"),
+            "{cert:?}: {err}"
+        );
+        assert!(!err.contains("--ca-cert FILE"), "{cert:?}: {err}");
         assert!(!out.join("bundle.json").exists());
     }
 }
@@ -127,7 +133,7 @@ fn mutual_tls_create_and_push_with_a_cert_dir() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = text(&o);
-    assert!(err.contains("wants a client certificate"), "{err}");
+    assert!(err.contains("asked for a client certificate"), "{err}");
     assert!(err.contains("--cert-dir DIR"), "{err}");
     assert!(!err.contains("plain http"), "no misleading hint: {err}");
 
@@ -167,7 +173,7 @@ fn mutual_tls_create_and_push_with_a_cert_dir() {
     let o = push(&["--ca-cert", &target_ca]);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        text(&o).contains("wants a client certificate"),
+        text(&o).contains("asked for a client certificate"),
         "{}",
         text(&o)
     );

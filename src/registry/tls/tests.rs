@@ -193,7 +193,7 @@ fn unpaired_or_unreadable_cert_dir_files_are_errors_naming_them() {
         (
             &[("c.cert", CLIENT_CERT), ("c.key", CLIENT_CERT)],
             "client certificate DIR/c.cert with key DIR/c.key: the key file holds no \
-             PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC)",
+             PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC; encrypted keys are not supported)",
         ),
         (
             &[("c.cert", CLIENT_KEY_SEC1), ("c.key", CLIENT_KEY_SEC1)],
@@ -271,4 +271,185 @@ fn client_config_reads_the_per_host_directory_of_the_lowercased_host() {
             root.path().join("no-such-dir").display()
         )
     );
+}
+
+// Given certificates as CAs: made with openssl (EC P-256) on 2026-12-06,
+// valid ten years.
+
+/// A self-signed CA:FALSE certificate for IP:127.0.0.1 (given as the server's own).
+const PINNED_NOT_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBhjCCASugAwIBAgIUeqF5TtDLT/6VLQ/YDqzghVb1AeYwCgYIKoZIzj0EAwIw\n\
+ETEPMA0GA1UEAwwGcGlubmVkMB4XDTI2MTIwNjA1MDc0NloXDTM2MTIwMzA1MDc0\n\
+NlowETEPMA0GA1UEAwwGcGlubmVkMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n\
+0ImxJvNkUdJMOBwHYtZwmxnDHsJpXzRzS9ZM6D+CM83SCCwFu4QLMOU8gWhxq2s1\n\
+/ylKamn6q7HnjoLKwdRUqaNhMF8wHQYDVR0OBBYEFISAtIl3lOstWp5O9S4t6DeR\n\
+2raDMB8GA1UdIwQYMBaAFISAtIl3lOstWp5O9S4t6DeR2raDMA8GA1UdEQQIMAaH\n\
+BH8AAAEwDAYDVR0TAQH/BAIwADAKBggqhkjOPQQDAgNJADBGAiEA4OS+XDgDnjvs\n\
+yooDiv69I5WlSu05tunraR1pBalSe88CIQCOCccxtYmqcb+3UEjmI/d58UQ9DSAC\n\
+2JJg2rugW1T7/g==\n\
+-----END CERTIFICATE-----";
+
+/// A certificate for IP:127.0.0.1 signed with PINNED_NOT_CA's key.
+const SIGNED_BY_PINNED: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBlzCCAT6gAwIBAgIUI357TJkK8sVMRWUpybfDbFI5vMQwCgYIKoZIzj0EAwIw\n\
+ETEPMA0GA1UEAwwGcGlubmVkMB4XDTI2MTIwNjA1MDc0NloXDTM2MTIwMzA1MDc0\n\
+NlowDzENMAsGA1UEAwwEZXZpbDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABCaZ\n\
+zKIU5TUOhsjoZ6W9P27hiJiXq6XfdNloGxpPt8OAmqPHC8Ibly9nrtRG7Rc3D3Gi\n\
+SszNz9nPvzSPRa0Jr3ejdjB0MA8GA1UdEQQIMAaHBH8AAAEwDAYDVR0TAQH/BAIw\n\
+ADATBgNVHSUEDDAKBggrBgEFBQcDATAdBgNVHQ4EFgQUEQnIqWgATeAmTzgPL0Lp\n\
+jvREH4owHwYDVR0jBBgwFoAUhIC0iXeU6y1ank71Li3oN5HatoMwCgYIKoZIzj0E\n\
+AwIDRwAwRAIgMJrTXdA1E2ZGIlXg79d7WfqoE59JpYJgTMR/PAoOaNsCIEuVJEDb\n\
+Oxfpvl5b+XW2ThNFe38jpP89pDtm+3baOc4D\n\
+-----END CERTIFICATE-----";
+
+/// A CA:TRUE certificate whose extended key usage is clientAuth only.
+const CLIENT_AUTH_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBkTCCATigAwIBAgIUcLPR+MV7RuZlruq3Bws0hcXLz0kwCgYIKoZIzj0EAwIw\n\
+FDESMBAGA1UEAwwJY2xpZW50LWNhMB4XDTI2MTIwNjA1MDc0NloXDTM2MTIwMzA1\n\
+MDc0NlowFDESMBAGA1UEAwwJY2xpZW50LWNhMFkwEwYHKoZIzj0CAQYIKoZIzj0D\n\
+AQcDQgAE4TKLsRYRvFxy6m5zzUBGN26W/u5oCQrQWKiWIG0xE6bg1R4yr+B2BO8w\n\
+WABCDqCkG3wBG+VjqbQ6IMB7cXGudqNoMGYwHQYDVR0OBBYEFJ2VmUF8jd3e7dUT\n\
+rgylPyHa4C+6MB8GA1UdIwQYMBaAFJ2VmUF8jd3e7dUTrgylPyHa4C+6MA8GA1Ud\n\
+EwEB/wQFMAMBAf8wEwYDVR0lBAwwCgYIKwYBBQUHAwIwCgYIKoZIzj0EAwIDRwAw\n\
+RAIgV0Lfm07kAW9PiAJDXbiHOMfvN39KuxdOGl5+IVQK+zsCIG8MYOrkGV3alW5Y\n\
+ZPkPmKi9fVg3gUh47d+NE5IP53lC\n\
+-----END CERTIFICATE-----";
+
+/// A serverAuth certificate for IP:127.0.0.1 it signed.
+const SIGNED_BY_CLIENT_AUTH_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBnDCCAUKgAwIBAgIUZmR+SiHyGvBRQVWNuQu+ROMbLx0wCgYIKoZIzj0EAwIw\n\
+FDESMBAGA1UEAwwJY2xpZW50LWNhMB4XDTI2MTIwNjA1MDc0NloXDTM2MTIwMzA1\n\
+MDc0NlowEDEOMAwGA1UEAwwFbGVhZmMwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC\n\
+AAQxkLrlKX1o08gMSql2adCYpAt1Eb50+QytC+QqQ+umBX6CAIBefceNy5fet+xl\n\
+f7WJQF+ct4Ru5bwCsDk8ZGNKo3YwdDAPBgNVHREECDAGhwR/AAABMAwGA1UdEwEB\n\
+/wQCMAAwEwYDVR0lBAwwCgYIKwYBBQUHAwEwHQYDVR0OBBYEFLkI3g+lPqSaELuv\n\
+hIXGPesRg2s3MB8GA1UdIwQYMBaAFJ2VmUF8jd3e7dUTrgylPyHa4C+6MAoGCCqG\n\
+SM49BAMCA0gAMEUCIQC31J9u3/43o9oOqt31X+3XlHy9fLe6GOGDWtjmME0XMwIg\n\
+dih9GnPDs6hQpql8JXwCUZ7a2ZUx1070XjibTq4+0oA=\n\
+-----END CERTIFICATE-----";
+
+/// A CA:TRUE, pathlen:0 certificate.
+const PATHLEN0_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBlTCCATqgAwIBAgIUJ/KV2WrWyILyXlCHsXNfC/Mv5bcwCgYIKoZIzj0EAwIw\n\
+FjEUMBIGA1UEAwwLcGF0aGxlbjAtY2EwHhcNMjYxMjA2MDUwNzQ2WhcNMzYxMjAz\n\
+MDUwNzQ2WjAWMRQwEgYDVQQDDAtwYXRobGVuMC1jYTBZMBMGByqGSM49AgEGCCqG\n\
+SM49AwEHA0IABNY7SHt+vdF8So5NeQVifT4cBZTkngbEBB2hgngUMklz7b9C7KdI\n\
+2Eu0pS5ETIDrb66o2GVwyONQCywJN23C0wKjZjBkMB0GA1UdDgQWBBRJElwKSWV1\n\
+yxXeJuIevKYwiayOxDAfBgNVHSMEGDAWgBRJElwKSWV1yxXeJuIevKYwiayOxDAS\n\
+BgNVHRMBAf8ECDAGAQH/AgEAMA4GA1UdDwEB/wQEAwICBDAKBggqhkjOPQQDAgNJ\n\
+ADBGAiEAw72QLx7relHaggdGsXsI/Lwi9fb2jg3g14Du9kB1KfwCIQDbs+a+IfO+\n\
+roy5CLALl/UuZLpaUpmO5uSYnuHvxdUGNw==\n\
+-----END CERTIFICATE-----";
+
+/// A CA:TRUE intermediate it signed.
+const PATHLEN0_INTERMEDIATE: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBizCCATGgAwIBAgIUCDRaDhfWSjStnPqfp+oORPRi6HwwCgYIKoZIzj0EAwIw\n\
+FjEUMBIGA1UEAwwLcGF0aGxlbjAtY2EwHhcNMjYxMjA2MDUwNzQ2WhcNMzYxMjAz\n\
+MDUwNzQ2WjAQMQ4wDAYDVQQDDAVpbnRlcjBZMBMGByqGSM49AgEGCCqGSM49AwEH\n\
+A0IABLBVAEeW1sShXXzCtsIn39nFx+/hQK/OaiePTgzefAtvLpvZEETz49Vt4uf2\n\
+4OqPgxEpJog17O3w29BvZGgQW5OjYzBhMA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0P\n\
+AQH/BAQDAgIEMB0GA1UdDgQWBBTVM+W3crb949FO3gpVhM8tAFRwLTAfBgNVHSME\n\
+GDAWgBRJElwKSWV1yxXeJuIevKYwiayOxDAKBggqhkjOPQQDAgNIADBFAiBsaK0L\n\
+yq1B3Kr1U4W+xbPTD6RNvhseJKbDPC2FY2oNpwIhALnBBx3xGWgBncdqS+VKOtQJ\n\
+vMxrum8K5cXEPPuv2ieF\n\
+-----END CERTIFICATE-----";
+
+/// A certificate for IP:127.0.0.1 that intermediate signed.
+const BELOW_PATHLEN0_INTERMEDIATE: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBmDCCAT6gAwIBAgIUDWtSO1R4PzA53mjZeMdueUpWS24wCgYIKoZIzj0EAwIw\n\
+EDEOMAwGA1UEAwwFaW50ZXIwHhcNMjYxMjA2MDUwNzQ2WhcNMzYxMjAzMDUwNzQ2\n\
+WjAQMQ4wDAYDVQQDDAVsZWFmcDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABDPa\n\
+w5FSJNHKH7GVYfZc2MlY54/1KBjXm7k2BQ9zrlp02Tc9K/6JNYvrMN6PGOvR8hkx\n\
+uTBMI1xT0ivuNdy0RJejdjB0MA8GA1UdEQQIMAaHBH8AAAEwDAYDVR0TAQH/BAIw\n\
+ADATBgNVHSUEDDAKBggrBgEFBQcDATAdBgNVHQ4EFgQUIpBO/C0zo6SxhA8Yaka8\n\
+krLEAJQwHwYDVR0jBBgwFoAU1TPlt3K2/ePRTt4KVYTPLQBUcC0wCgYIKoZIzj0E\n\
+AwIDSAAwRQIhAIG0Uil7Rqtdkh9j6oaImFkDKYH4Lryn0jjV2GNMW3dJAiAUcU5z\n\
+t5nHVjeT4aOwI/WTgOvGmSO3BFw+5r2TOiB25Q==\n\
+-----END CERTIFICATE-----";
+
+/// A certificate for IP:127.0.0.1 PATHLEN0_CA signed directly.
+const SIGNED_BY_PATHLEN0_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBnjCCAUSgAwIBAgIUCDRaDhfWSjStnPqfp+oORPRi6H0wCgYIKoZIzj0EAwIw\n\
+FjEUMBIGA1UEAwwLcGF0aGxlbjAtY2EwHhcNMjYxMjA2MDUwNzUzWhcNMzYxMjAz\n\
+MDUwNzUzWjAQMQ4wDAYDVQQDDAVsZWFmZDBZMBMGByqGSM49AgEGCCqGSM49AwEH\n\
+A0IABJBdmNAS9btB/LboEChkCTqIub3Qx1DuOCPVtKqE14DituQcKz2mHLVBkO22\n\
+xXKa5Ws1tmSQyU5syhRBTtSFE0ajdjB0MA8GA1UdEQQIMAaHBH8AAAEwDAYDVR0T\n\
+AQH/BAIwADATBgNVHSUEDDAKBggrBgEFBQcDATAdBgNVHQ4EFgQUii0w49GynFb8\n\
+sRZNUI52/C3zCnowHwYDVR0jBBgwFoAUSRJcCklldcsV3ibiHrymMImsjsQwCgYI\n\
+KoZIzj0EAwIDSAAwRQIhAId4/Cgzza6COm7vBQFMvDLJL/+4pC7a7sl+pWLune95\n\
+AiA1Pjkdwx+HQwVFY3SI9N8vzgGukyCle8Z0lF5iZb3n9Q==\n\
+-----END CERTIFICATE-----";
+
+/// A CA:TRUE certificate without limits.
+const PLAIN_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBhTCCASugAwIBAgIUFBJRvCxMl3RcGjMWw+SKv+H808owCgYIKoZIzj0EAwIw\n\
+EDEOMAwGA1UEAwwFb2stY2EwHhcNMjYxMjA2MDUwNzQ2WhcNMzYxMjAzMDUwNzQ2\n\
+WjAQMQ4wDAYDVQQDDAVvay1jYTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABGPQ\n\
+6Noa75U36VCTLB2LGmCxytclyeZJOoSMhUmBWer33EjHDSuvoELnkcgP6GvOa7ud\n\
+6qgi6Y05ivW8wyC4nr2jYzBhMB0GA1UdDgQWBBTRPLZQb9MfvuKCM8y3aFA347or\n\
+5TAfBgNVHSMEGDAWgBTRPLZQb9MfvuKCM8y3aFA347or5TAPBgNVHRMBAf8EBTAD\n\
+AQH/MA4GA1UdDwEB/wQEAwICBDAKBggqhkjOPQQDAgNIADBFAiEAx+teJrWpnvWb\n\
+bd5YyCahn4FYd5bSIPykQ3u8axGThK4CICZFmuPaHHysbgh9s3fw+gf3JIrEnXFr\n\
+TFiVkKJh0EOu\n\
+-----END CERTIFICATE-----";
+
+/// A certificate for IP:127.0.0.1 it signed.
+const SIGNED_BY_PLAIN_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBmTCCAT+gAwIBAgIUVEV7bJv34iqgVuTcbXz7LBFxtAwwCgYIKoZIzj0EAwIw\n\
+EDEOMAwGA1UEAwwFb2stY2EwHhcNMjYxMjA2MDUwNzQ2WhcNMzYxMjAzMDUwNzQ2\n\
+WjARMQ8wDQYDVQQDDAZsZWFmb2swWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARx\n\
+lIoCRjTqcL5QiqNvt5sEXZYhcmOCTOrNdWgwrwtdhzdvSQHJLo0gAyh7qX3GvSib\n\
+kdPioybssZAVwrKXGs+ao3YwdDAPBgNVHREECDAGhwR/AAABMAwGA1UdEwEB/wQC\n\
+MAAwEwYDVR0lBAwwCgYIKwYBBQUHAwEwHQYDVR0OBBYEFEZQRAQ6XUOLpIWnMCBH\n\
+KvwUHhUAMB8GA1UdIwQYMBaAFNE8tlBv0x++4oIzzLdoUDfjuivlMAoGCCqGSM49\n\
+BAMCA0gAMEUCIFHAdE3qWqHMMiBqbHPoaN3s3/OqBVOEWO4cpocPpBeEAiEA+14X\n\
+3Q//YdcziSq1DAjFORsuY+SUz29cCfmyuXmMXu4=\n\
+-----END CERTIFICATE-----";
+
+/// 2030-01-01 (UTC), inside the validity of the certificates above.
+const IN_2030: u64 = 1_893_456_000;
+
+/// What [`Verifier`] says of `leaf` (above `chain`) for 127.0.0.1 when the
+/// user gave `given`.
+fn verdict(given: &[&str], leaf: &str, chain: &[&str]) -> Result<(), rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        Verifier::new(given.iter().map(|p| der(p)).collect(), &provider).expect("set up");
+    let chain: Vec<CertificateDer<'static>> = chain.iter().map(|p| der(p)).collect();
+    verifier
+        .verify_server_cert(&der(leaf), &chain, &name("127.0.0.1"), &[], at(IN_2030))
+        .map(|_| ())
+}
+
+#[test]
+fn a_given_certificate_signs_others_only_as_a_ca_for_servers_within_its_path_length() {
+    // Controls: a plain CA, and a pathlen:0 CA signing directly.
+    verdict(&[PLAIN_CA], SIGNED_BY_PLAIN_CA, &[]).expect("a CA's server certificate");
+    verdict(&[PATHLEN0_CA], SIGNED_BY_PATHLEN0_CA, &[]).expect("no intermediate: within pathlen 0");
+    // The pinned certificate is the server's own, not a CA.
+    verdict(&[PINNED_NOT_CA], PINNED_NOT_CA, &[]).expect("the given certificate as is");
+    let refused = [
+        (
+            verdict(&[PINNED_NOT_CA], SIGNED_BY_PINNED, &[]),
+            "signed by a CA:FALSE certificate",
+        ),
+        (
+            verdict(&[CLIENT_AUTH_CA], SIGNED_BY_CLIENT_AUTH_CA, &[]),
+            "signed by a CA for clients only",
+        ),
+        (
+            verdict(
+                &[PATHLEN0_CA],
+                BELOW_PATHLEN0_INTERMEDIATE,
+                &[PATHLEN0_INTERMEDIATE],
+            ),
+            "an intermediate below a pathlen:0 CA",
+        ),
+    ];
+    for (result, what) in refused {
+        assert!(
+            matches!(result, Err(rustls::Error::InvalidCertificate(_))),
+            "{what}: {result:?}"
+        );
+    }
 }
