@@ -529,23 +529,23 @@ async fn send_jobs(
                             memory: memory.clone(),
                             handle: tokio::runtime::Handle::current(),
                         };
-                        let (data, share) =
-                            match opts.spool.open_kept(&descriptor.digest, descriptor.size) {
-                                // Spooled whole by the interrupted run: not fetched again.
-                                Some(kept) => (JobData::Kept(kept), None),
-                                None => {
-                                    // Up to AHEAD_MIB ahead of the writer, at most --jobs
-                                    // downloads at once; the writer takes them in order.
-                                    let mib = descriptor
-                                        .size
-                                        .div_ceil(1 << 20)
-                                        .clamp(u64::from(MIN_AHEAD_MIB), u64::from(AHEAD_MIB))
-                                        as u32;
-                                    let share = ahead.clone().acquire_many_owned(mib).await?;
-                                    let permit = downloads.clone().acquire_owned().await?;
-                                    (JobData::Spool(download.start(permit)), Some(share))
-                                }
-                            };
+                        // Up to AHEAD_MIB ahead of the writer (spooled blobs of
+                        // an interrupted run count too), at most --jobs downloads
+                        // at once; the writer takes them in order.
+                        let mib = descriptor
+                            .size
+                            .div_ceil(1 << 20)
+                            .clamp(u64::from(MIN_AHEAD_MIB), u64::from(AHEAD_MIB))
+                            as u32;
+                        let share = ahead.clone().acquire_many_owned(mib).await?;
+                        let data = match opts.spool.open_kept(&descriptor.digest, descriptor.size) {
+                            // Spooled whole by the interrupted run: not fetched again.
+                            Some(kept) => JobData::Kept(kept),
+                            None => {
+                                let permit = downloads.clone().acquire_owned().await?;
+                                JobData::Spool(download.start(permit))
+                            }
+                        };
                         let downloads = downloads.clone();
                         let refetch: Refetch = Box::new(move || {
                             let permit = download
@@ -554,7 +554,7 @@ async fn send_jobs(
                                 .map_err(anyhow::Error::new)?;
                             Ok(JobData::Spool(download.start(permit)))
                         });
-                        (data, Some(refetch), share)
+                        (data, Some(refetch), Some(share))
                     }
                     // A blob that cannot even be opened is handed to the writer
                     // as a failing source, so it is named (or, with
