@@ -22,7 +22,7 @@ Usage: bench/kill.sh [options]
 
   --size-gib N     content of the registry in GiB (default 2)
   --blob-mib N     size of each layer in MiB (default 32)
-  --level N        --compression-level of the creates (default 9: slower than the downloads)
+  --level N        --compression-level of the creates (default 15: slower than the downloads)
   --kill-at F      kill run 1 once its volumes hold this fraction of the content (default 0.5)
   --volume-size S  --volume-size of the creates (default 512M)
   --old PATH       a bundle binary to measure first (e.g. one built from an older commit)
@@ -42,7 +42,7 @@ for arg in "$@"; do CMDLINE+=" $(printf '%q' "$arg")"; done
 
 SIZE_GIB=2
 BLOB_MIB=32
-LEVEL=9
+LEVEL=15
 KILL_AT=0.5
 VOLUME_SIZE=512M
 OLD=
