@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use super::stash::SpoolLog;
 use crate::archive::writer::{Checkpoint, VolumeWriter};
 use crate::digest::{Digest, Hasher};
 use crate::files::{remove_if_present, write_atomic};
@@ -442,10 +443,7 @@ impl Journal {
 
     /// A handle the downloads record their spooled blobs through.
     pub fn spool_log(&self) -> SpoolLog {
-        SpoolLog {
-            file: self.file.clone(),
-            path: self.path.clone(),
-        }
+        SpoolLog::new(self.file.clone(), self.path.clone())
     }
 
     /// Records `entry` as whole, with the volumes finished since the last
@@ -482,46 +480,21 @@ impl Journal {
     }
 }
 
-/// Records downloads that finished ahead of the writer (from any thread).
-#[derive(Clone)]
-pub struct SpoolLog {
-    file: Arc<Mutex<File>>,
-    path: PathBuf,
-}
-
-impl SpoolLog {
-    /// Records that `digest` (`size` bytes) is whole under its final name
-    /// in the spool directory.
-    pub fn spooled(&self, digest: &Digest, size: u64) -> io::Result<()> {
-        let record = Record::Spooled {
-            digest: *digest,
-            size,
-            file: digest.hex(),
-        };
-        let mut line = serde_json::to_string(&record).map_err(io::Error::other)?;
-        line.push('\n');
-        append(&self.file, line.as_bytes())
-            .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display())))
-    }
-
-    /// A log appending to a scratch journal in `dir` (unit tests).
-    #[cfg(test)]
-    pub fn for_tests(dir: &Path) -> Self {
-        let path = dir.join(FILE_NAME);
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap();
-        SpoolLog {
-            file: Arc::new(Mutex::new(file)),
-            path,
-        }
-    }
+/// The journal line of a blob whole under its final name in the spool
+/// directory ([`SpoolLog`]).
+pub(super) fn spooled_line(digest: &Digest, size: u64) -> io::Result<String> {
+    let record = Record::Spooled {
+        digest: *digest,
+        size,
+        file: digest.hex(),
+    };
+    let mut line = serde_json::to_string(&record).map_err(io::Error::other)?;
+    line.push('\n');
+    Ok(line)
 }
 
 /// Appends whole lines in one write, one writer at a time.
-fn append(file: &Mutex<File>, lines: &[u8]) -> io::Result<()> {
+pub(super) fn append(file: &Mutex<File>, lines: &[u8]) -> io::Result<()> {
     // A panic elsewhere while holding the lock leaves the file as it was.
     let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
     file.write_all(lines)

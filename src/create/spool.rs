@@ -403,8 +403,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::create::journal::SpoolLog;
-    use crate::create::stash;
+    use crate::create::stash::{self, SpoolLog};
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()

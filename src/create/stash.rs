@@ -17,12 +17,11 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
-use super::journal::SpoolLog;
 use crate::digest::{Digest, Hasher};
 
 /// The spool directory's name in the output directory.
@@ -130,6 +129,41 @@ impl Read for KeptReader {
             }
         }
         Ok(n)
+    }
+}
+
+/// Records downloads that finished ahead of the writer in the journal (from
+/// any thread, between the writer's own records).
+#[derive(Clone)]
+pub struct SpoolLog {
+    file: Arc<Mutex<File>>,
+    path: PathBuf,
+}
+
+impl SpoolLog {
+    /// A log appending to the journal open as `file` at `path`.
+    pub(super) fn new(file: Arc<Mutex<File>>, path: PathBuf) -> Self {
+        SpoolLog { file, path }
+    }
+
+    /// Records that `digest` (`size` bytes) is whole under its final name
+    /// in the spool directory.
+    pub fn spooled(&self, digest: &Digest, size: u64) -> io::Result<()> {
+        let line = super::journal::spooled_line(digest, size)?;
+        super::journal::append(&self.file, line.as_bytes())
+            .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display())))
+    }
+
+    /// A log appending to a scratch journal in `dir` (unit tests).
+    #[cfg(test)]
+    pub fn for_tests(dir: &Path) -> Self {
+        let path = dir.join(super::journal::FILE_NAME);
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        SpoolLog::new(Arc::new(Mutex::new(file)), path)
     }
 }
 
