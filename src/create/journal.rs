@@ -15,15 +15,24 @@
 //! disk (a journal line whose volume bytes were lost, a volume changed since,
 //! a torn last line). The volume files are then cut back to that point by
 //! [`VolumeWriter::resume`]. The journal is removed once bundle.json is written.
+//!
+//! Downloads that finish ahead of the writer are recorded too (format 2), as
+//! they land under their final name in the spool directory ([`stash`]): a
+//! resumed run re-uses those that still hash to their digest. Format 1
+//! journals (no such records) are continued as well.
+//!
+//! [`stash`]: super::stash
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use super::stash::SpoolLog;
 use crate::archive::writer::{Checkpoint, VolumeWriter};
 use crate::digest::{Digest, Hasher};
 use crate::files::{remove_if_present, write_atomic};
@@ -31,8 +40,10 @@ use crate::manifest::{Entry, EntryKind, Volume, volume_name};
 
 /// The journal's file name in the output directory.
 pub const FILE_NAME: &str = ".bundle-create.journal";
-/// The journal format this version writes and reads.
-const VERSION: u32 = 1;
+/// The journal format this version writes.
+const VERSION: u32 = 2;
+/// The oldest journal format this version continues (it has no spooled blobs).
+const OLDEST: u32 = 1;
 /// A journal larger than this is not a journal this tool wrote.
 const MAX_JOURNAL: u64 = 1 << 30;
 
@@ -70,7 +81,7 @@ impl Header {
                 out.display()
             )
         };
-        if found.journal != VERSION {
+        if !(OLDEST..=VERSION).contains(&found.journal) {
             bail!(
                 "{} holds an interrupted create of another bundle version (journal format {}); \
                  remove it to start over",
@@ -119,6 +130,15 @@ enum Record {
     },
     /// A volume is finished.
     Closed(Volume),
+    /// A download ahead of the writer is whole in the spool directory.
+    Spooled {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// Its file name in the spool directory (the digest's hex part).
+        file: String,
+    },
 }
 
 /// Reads the header of the journal in `out`, if there is one.
@@ -168,16 +188,20 @@ pub struct Start {
     pub warnings: Vec<String>,
     /// The journal, holding only what was kept, open for more records.
     pub journal: Journal,
+    /// Blobs the interrupted run spooled that still check, by digest: their files.
+    pub spooled: HashMap<Digest, PathBuf>,
 }
 
 /// Starts a fresh run in `out`: an empty journal and a writer.
 pub fn start(out: &Path, header: &Header) -> anyhow::Result<Start> {
+    super::stash::start(out)?;
     Ok(Start {
         journal: Journal::rewrite(out, header, &[], 0)?,
         writer: VolumeWriter::new(out, header.volume_size, header.level)?,
         entries: Vec::new(),
         platforms: HashMap::new(),
         warnings: Vec::new(),
+        spooled: HashMap::new(),
     })
 }
 
@@ -187,8 +211,16 @@ pub fn recover(out: &Path, header: &Header) -> anyhow::Result<Start> {
     let path = out.join(FILE_NAME);
     let text = read_journal(&path)?.context("the journal went away")?;
     let mut records = Vec::new();
+    let mut spooled = Vec::new();
     for line in text.lines().skip(1) {
         match serde_json::from_str::<Record>(line) {
+            // Checked apart from the volumes; a name that is not the
+            // digest's is not one this tool wrote.
+            Ok(Record::Spooled { digest, size, file }) => {
+                if file == digest.hex() {
+                    spooled.push((digest, size));
+                }
+            }
             Ok(r) => records.push(r),
             // The last line may be torn; anything after a bad line is not trusted.
             Err(_) => break,
@@ -206,6 +238,8 @@ pub fn recover(out: &Path, header: &Header) -> anyhow::Result<Start> {
                 scan.check(closed.len() as u32, v.size, &v.sha256, true)
             }
             Record::Closed(v) => Err(format!("{} is out of order in the journal", v.name)),
+            // Kept apart when read: they say nothing of the volumes.
+            Record::Spooled { .. } => continue,
         };
         match (checked, record) {
             (Ok(hasher), Record::Entry { end, .. }) => {
@@ -219,6 +253,7 @@ pub fn recover(out: &Path, header: &Header) -> anyhow::Result<Start> {
                 ))
             }
             (Ok(_), Record::Closed(v)) => closed.push(v.clone()),
+            (Ok(_), Record::Spooled { .. }) => {}
             (Err(why), _) => {
                 warnings.push(why);
                 break;
@@ -253,6 +288,21 @@ pub fn recover(out: &Path, header: &Header) -> anyhow::Result<Start> {
             entries.push(entry.clone());
         }
     }
+    let written: HashSet<Digest> = entries.iter().map(|e| e.digest).collect();
+    let (kept_spooled, spool_warnings) = super::stash::recover(out, &spooled, &written)?;
+    warnings.extend(spool_warnings);
+    let mut records = records;
+    let mut kept_spooled: Vec<(Digest, (PathBuf, u64))> = kept_spooled.into_iter().collect();
+    kept_spooled.sort_by_key(|(d, _)| *d);
+    records.extend(
+        kept_spooled
+            .iter()
+            .map(|(digest, (_, size))| Record::Spooled {
+                digest: *digest,
+                size: *size,
+                file: digest.hex(),
+            }),
+    );
     let journal = Journal::rewrite(out, header, &records, closed.len())?;
     Ok(Start {
         entries,
@@ -260,6 +310,10 @@ pub fn recover(out: &Path, header: &Header) -> anyhow::Result<Start> {
         writer,
         warnings,
         journal,
+        spooled: kept_spooled
+            .into_iter()
+            .map(|(d, (path, _))| (d, path))
+            .collect(),
     })
 }
 
@@ -354,8 +408,8 @@ impl<'a> Scan<'a> {
 
 /// Appends records as the writer goes.
 pub struct Journal {
-    file: File,
-    path: std::path::PathBuf,
+    file: Arc<Mutex<File>>,
+    path: PathBuf,
     /// Volumes recorded as finished.
     closed: usize,
 }
@@ -380,7 +434,16 @@ impl Journal {
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Journal { file, path, closed })
+        Ok(Journal {
+            file: Arc::new(Mutex::new(file)),
+            path,
+            closed,
+        })
+    }
+
+    /// A handle the downloads record their spooled blobs through.
+    pub fn spool_log(&self) -> SpoolLog {
+        SpoolLog::new(self.file.clone(), self.path.clone())
     }
 
     /// Records `entry` as whole, with the volumes finished since the last
@@ -410,12 +473,31 @@ impl Journal {
         };
         lines.push_str(&serde_json::to_string(&record)?);
         lines.push('\n');
-        self.file
-            .write_all(lines.as_bytes())
+        append(&self.file, lines.as_bytes())
             .with_context(|| format!("writing {}", self.path.display()))?;
         self.closed = writer.closed().len();
         Ok(())
     }
+}
+
+/// The journal line of a blob whole under its final name in the spool
+/// directory ([`SpoolLog`]).
+pub(super) fn spooled_line(digest: &Digest, size: u64) -> io::Result<String> {
+    let record = Record::Spooled {
+        digest: *digest,
+        size,
+        file: digest.hex(),
+    };
+    let mut line = serde_json::to_string(&record).map_err(io::Error::other)?;
+    line.push('\n');
+    Ok(line)
+}
+
+/// Appends whole lines in one write, one writer at a time.
+pub(super) fn append(file: &Mutex<File>, lines: &[u8]) -> io::Result<()> {
+    // A panic elsewhere while holding the lock leaves the file as it was.
+    let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+    file.write_all(lines)
 }
 
 /// Removes the journal once the bundle is complete.
@@ -636,6 +718,62 @@ mod tests {
         std::fs::write(&path, torn).unwrap();
         let r = recover(dir.path(), &header(volume_size)).unwrap();
         assert_eq!(r.entries.len(), items.len() - 1);
+    }
+
+    #[test]
+    fn a_format_1_journal_is_continued_and_spooled_blobs_survive_recovery() {
+        let volume_size = 64 * 1024;
+        let items = items(&[vec![7u8; 1000], vec![8u8; 2000]]);
+        let dir = tempfile::tempdir().unwrap();
+        killed_run(dir.path(), volume_size, &items, items.len(), 0);
+        // As the previous version wrote it: format 1, no spool directory.
+        let path = dir.path().join(FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (first, rest) = text.split_once('\n').unwrap();
+        let mut old: Header = serde_json::from_str(first).unwrap();
+        old.journal = 1;
+        let old_text = format!("{}\n{rest}", serde_json::to_string(&old).unwrap());
+        std::fs::write(&path, old_text).unwrap();
+        let out = dir.path();
+        header(volume_size).check_same(&old, out).unwrap();
+        let r = recover(out, &header(volume_size)).unwrap();
+        assert_eq!(r.entries.len(), items.len());
+        assert!(r.spooled.is_empty());
+        assert_eq!(read_header(out).unwrap().unwrap().journal, VERSION);
+
+        // A blob spooled ahead of the writer, and a record naming another file.
+        let blob = b"spooled ahead".to_vec();
+        let digest = Digest::of(&blob);
+        let spool = out.join(super::super::stash::DIR_NAME);
+        std::fs::write(spool.join(digest.hex()), &blob).unwrap();
+        r.journal
+            .spool_log()
+            .spooled(&digest, blob.len() as u64)
+            .unwrap();
+        let other = Digest::of(b"other");
+        std::fs::write(spool.join(other.hex()), b"other").unwrap();
+        let forged = format!(
+            "{{\"spooled\":{{\"digest\":\"{other}\",\"size\":5,\"file\":\"../{}\"}}}}\n",
+            other.hex()
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(forged.as_bytes())
+            .unwrap();
+        drop(r);
+        for _ in 0..2 {
+            let r = recover(out, &header(volume_size)).unwrap();
+            assert_eq!(r.spooled.keys().collect::<Vec<_>>(), [&digest]);
+            assert_eq!(r.entries.len(), items.len());
+        }
+        assert!(!spool.join(other.hex()).exists());
+
+        let mut newer = header(volume_size);
+        newer.journal = VERSION + 1;
+        let e = header(volume_size).check_same(&newer, out).unwrap_err();
+        assert!(e.to_string().contains("journal format 3"), "{e}");
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! signed volumes.
 //!
 //! Network and archive run side by side: up to `--jobs` async tasks download
-//! blobs, each into a [`spool`] (memory, then an unlinked file), while one
+//! blobs, each into a [`spool`] (a file of the spool directory, [`stash`]), while one
 //! thread compresses and writes the single ordered stream. Every body is
 //! checked against its digest as it arrives; bundle.json and its signature are
 //! written last, each atomically, so an interrupted run never leaves a bundle
-//! that verifies. The [`journal`] lets a killed run continue where it stopped.
+//! that verifies. The [`journal`] lets a killed run continue where it stopped,
+//! re-using the downloads it had finished ahead of the writer.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -20,6 +21,7 @@ use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use self::spool::SpoolReader;
+use self::stash::{KeptReader, SpoolDir};
 
 use crate::archive::writer::WriteError;
 use crate::digest::Digest;
@@ -33,6 +35,7 @@ use crate::source::{BlobSource, FailedImage, Fetcher, Item, Plan, PlannedImage, 
 
 pub mod journal;
 mod spool;
+mod stash;
 
 /// Registry blobs started ahead of the writer, in MiB: downloads keep going
 /// (spooled) behind a large blob the writer waits for, up to this much. Each
@@ -230,6 +233,14 @@ pub async fn write_bundle(
     }
     let mut warnings = plan.warnings.clone();
     warnings.extend(start.warnings.iter().cloned());
+    let ahead = Ahead {
+        jobs: opts.jobs,
+        spool: SpoolDir::new(
+            &opts.out,
+            start.journal.spool_log(),
+            std::mem::take(&mut start.spooled),
+        ),
+    };
     let queued = match fetcher {
         Fetcher::Registry(_) => QUEUED,
         Fetcher::Layout(_) => opts.jobs.max(1) * QUEUED_FILES_PER_JOB,
@@ -244,10 +255,11 @@ pub async fn write_bundle(
                 layout_index(images.iter().filter(|i| !needs_any(i, failed)))
             }) as RebuildIndex
         });
-        std::thread::spawn(move || write_entries(start, job_rx, rebuild, progress))
+        let spool = ahead.spool.clone();
+        std::thread::spawn(move || write_entries(start, job_rx, rebuild, &spool, progress))
     };
     let sent = send_jobs(
-        fetcher, &plan, index_json, opts, &already, &progress, &job_tx,
+        fetcher, &plan, index_json, &ahead, &already, &progress, &job_tx,
     )
     .await;
     drop(job_tx);
@@ -275,6 +287,7 @@ pub async fn write_bundle(
         }
     })?;
     sent?;
+    stash::remove(&opts.out)?;
     crash_point("before-sign");
     let mut failed: Vec<FailedImage> = plan.failed.clone();
     let kept: Vec<&PlannedImage> = plan
@@ -424,6 +437,8 @@ type Refetch = Box<dyn FnOnce() -> anyhow::Result<JobData> + Send>;
 enum JobData {
     Bytes(Bytes),
     Spool(SpoolReader),
+    /// Spooled whole by the interrupted run.
+    Kept(KeptReader),
     File(crate::source::CheckedReader),
     /// A source that failed before giving any byte.
     Failed(Option<io::Error>),
@@ -438,6 +453,7 @@ impl Read for JobData {
                 Ok(n)
             }
             JobData::Spool(r) => r.read(buf),
+            JobData::Kept(r) => r.read(buf),
             JobData::File(f) => f.read(buf),
             JobData::Failed(e) => Err(e
                 .take()
@@ -446,11 +462,18 @@ impl Read for JobData {
     }
 }
 
+/// How registry blobs are fetched: downloads at once, and where those ahead
+/// of the writer go.
+struct Ahead {
+    jobs: usize,
+    spool: Arc<SpoolDir>,
+}
+
 async fn send_jobs(
     fetcher: &Fetcher,
     plan: &Plan,
     index_json: Bytes,
-    opts: &CreateOptions,
+    opts: &Ahead,
     already: &HashSet<String>,
     progress: &Progress,
     tx: &mpsc::Sender<Job>,
@@ -502,20 +525,27 @@ async fn send_jobs(
                             registry: reg.clone(),
                             repo: repo.clone(),
                             descriptor: descriptor.clone(),
-                            spool_dir: opts.out.clone(),
+                            spool: opts.spool.clone(),
                             memory: memory.clone(),
                             handle: tokio::runtime::Handle::current(),
                         };
-                        // Up to AHEAD_MIB ahead of the writer, at most --jobs
-                        // downloads at once; the writer takes them in order.
+                        // Up to AHEAD_MIB ahead of the writer (spooled blobs of
+                        // an interrupted run count too), at most --jobs downloads
+                        // at once; the writer takes them in order.
                         let mib = descriptor
                             .size
                             .div_ceil(1 << 20)
                             .clamp(u64::from(MIN_AHEAD_MIB), u64::from(AHEAD_MIB))
                             as u32;
                         let share = ahead.clone().acquire_many_owned(mib).await?;
-                        let permit = downloads.clone().acquire_owned().await?;
-                        let data = JobData::Spool(download.start(permit));
+                        let data = match opts.spool.open_kept(&descriptor.digest, descriptor.size) {
+                            // Spooled whole by the interrupted run: not fetched again.
+                            Some(kept) => JobData::Kept(kept),
+                            None => {
+                                let permit = downloads.clone().acquire_owned().await?;
+                                JobData::Spool(download.start(permit))
+                            }
+                        };
                         let downloads = downloads.clone();
                         let refetch: Refetch = Box::new(move || {
                             let permit = download
@@ -564,7 +594,7 @@ struct Download {
     registry: crate::registry::Registry,
     repo: String,
     descriptor: Descriptor,
-    spool_dir: PathBuf,
+    spool: Arc<SpoolDir>,
     memory: Arc<spool::Budget>,
     handle: tokio::runtime::Handle,
 }
@@ -572,7 +602,12 @@ struct Download {
 impl Download {
     /// Starts the download on the runtime; `permit` is held until it ends.
     fn start(&self, permit: OwnedSemaphorePermit) -> SpoolReader {
-        let (mut to_writer, reader) = spool::spool(&self.spool_dir, &self.memory);
+        let (mut to_writer, reader) = spool::spool(
+            &self.spool,
+            self.descriptor.digest,
+            self.descriptor.size,
+            &self.memory,
+        );
         let (reg, repo, d) = (
             self.registry.clone(),
             self.repo.clone(),
@@ -627,6 +662,7 @@ fn write_entries(
     start: journal::Start,
     mut jobs: mpsc::Receiver<Job>,
     mut rebuild: Option<RebuildIndex>,
+    spool: &SpoolDir,
     progress: Progress,
 ) -> anyhow::Result<Written> {
     let journal::Start {
@@ -711,6 +747,10 @@ fn write_entries(
             &entry,
             platform.map(|p| p.to_string()).as_deref(),
         )?;
+        if entry.kind == EntryKind::Blob {
+            // In a volume and journaled: its spooled copy is not needed again.
+            spool.consumed(&entry.digest)?;
+        }
         entries.push(entry);
         for _ in 0..job.images_done {
             progress(Event::ImageDone);

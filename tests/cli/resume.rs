@@ -263,7 +263,12 @@ impl Case {
 
     /// The same command line as the reference, into [`Case::out`], in the background.
     fn spawn(&self, env: &[(&str, &str)]) -> Running {
-        let mut cmd = self.command(&self.out, VOLUME_SIZE, &[]);
+        self.spawn_with(env, &[])
+    }
+
+    /// [`Case::spawn`] with `extra` arguments that do not change the bundle (`--jobs`).
+    fn spawn_with(&self, env: &[(&str, &str)], extra: &[&str]) -> Running {
+        let mut cmd = self.command(&self.out, VOLUME_SIZE, extra);
         cmd.envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -515,14 +520,22 @@ fn files_in(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Every file in `dir` with its bytes, sorted by name.
+/// Every file in `dir` and the directories in it (as `sub/name`) with its
+/// bytes, sorted by name.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files_in(dir)
         .into_iter()
-        .map(|name| {
-            let bytes = std::fs::read(dir.join(&name))
+        .flat_map(|name| {
+            let path = dir.join(&name);
+            if path.is_dir() {
+                return snapshot(&path)
+                    .into_iter()
+                    .map(|(n, bytes)| (format!("{name}/{n}"), bytes))
+                    .collect();
+            }
+            let bytes = std::fs::read(&path)
                 .unwrap_or_else(|e| panic!("reading {name} in {}: {e}", dir.display()));
-            (name, bytes)
+            vec![(name, bytes)]
         })
         .collect()
 }
@@ -637,6 +650,124 @@ fn killed_at_a_volume_boundary_fetches_no_blob_of_the_volumes_before() {
     case.assert_fetched(mark, &blob, "run 2");
 }
 
+/// The spool directory of a create in progress (downloads ahead of the writer).
+const SPOOL_DIR: &str = ".bundle-create.spool";
+
+/// The blobs whole in `out`'s spool directory (named by their digest's hex
+/// part; a partial download has another name), as digests.
+fn spooled_whole(out: &Path) -> BTreeSet<String> {
+    files_in(&out.join(SPOOL_DIR))
+        .into_iter()
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|n| format!("sha256:{n}"))
+        .collect()
+}
+
+/// Killed while the writer waits on the first blob (held half-way) and every
+/// blob after it has come whole ahead of the writer (the spool is full):
+/// run 2 downloads only the blobs that were not whole in the spool directory
+/// at the kill (the held one) and one spooled blob whose file was damaged
+/// meanwhile (named in a warning), no other byte, and ends identical.
+#[test]
+fn killed_with_a_full_spool_fetches_again_only_the_blobs_in_flight() {
+    let case = Case::new();
+    let fetched: Vec<Entry> = case.reference.fetched().into_iter().cloned().collect();
+    let (held_blob, ahead) = fetched.split_first().expect("the fixture fetches blobs");
+    assert!(
+        ahead.len() >= 4,
+        "too few blobs after the first: {ahead:#?}"
+    );
+    case.hold(held_blob, held_blob.size / 2);
+    let mut run1 = case.spawn(&[]);
+    let held = case.wait_held(&mut run1, "run 1");
+    assert!(held.path.ends_with(&held_blob.digest), "{}", held.line());
+    // The writer waits on the held blob; the others come whole ahead of it.
+    let came = case.proxy.wait_for(REACH, |log| {
+        ahead
+            .iter()
+            .all(|e| {
+                log[run1.mark..].iter().any(|r| {
+                    r.is(Kind::BlobGet)
+                        && r.path.ends_with(&e.digest)
+                        && r.finished
+                        && r.sent == e.size
+                })
+            })
+            .then_some(())
+    });
+    assert!(
+        came.is_some(),
+        "the blobs after {} did not all come while it was held\n--- proxy log\n{}",
+        held_blob.digest,
+        case.proxy.log_text()
+    );
+    let want: BTreeSet<String> = ahead.iter().map(|e| e.digest.clone()).collect();
+    let deadline = Instant::now() + REACH;
+    while !spooled_whole(&case.out).is_superset(&want) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let spooled = spooled_whole(&case.out);
+    assert!(
+        spooled.is_superset(&want),
+        "run 1 received {} blobs ahead of the writer, but its spool directory holds only \
+         {spooled:?} whole ({:?} in all)",
+        want.len(),
+        files_in(&case.out.join(SPOOL_DIR))
+    );
+    case.kill(run1);
+    let spooled = spooled_whole(&case.out);
+
+    // One spooled blob changes while nothing runs: it must not be used.
+    let damaged = &ahead[ahead.len() / 2];
+    let path = case
+        .out
+        .join(SPOOL_DIR)
+        .join(damaged.digest.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+
+    let mark = case.mark();
+    let o = case.run();
+    case.assert_identical(&o, "run 2");
+    assert!(
+        stderr(&o).contains(&damaged.digest) && stderr(&o).contains("fetched again"),
+        "run 2 does not name the damaged spooled blob {}:\n{}",
+        damaged.digest,
+        text(&o)
+    );
+    // What run 2 may fetch: what was not whole on disk at the kill, and the damaged one.
+    let allowed: Vec<&Entry> = fetched
+        .iter()
+        .filter(|e| !spooled.contains(&e.digest) || e.digest == damaged.digest)
+        .collect();
+    let gets = case.blob_gets_since(mark);
+    let again: Vec<&String> = gets
+        .iter()
+        .filter(|d| !allowed.iter().any(|e| &&e.digest == d))
+        .collect();
+    assert!(
+        again.is_empty(),
+        "run 2 downloaded again blobs whole in the spool at the kill: {again:?}\n--- proxy log\n{}",
+        case.proxy.log_text()
+    );
+    let served: u64 = case.proxy.log()[mark..]
+        .iter()
+        .filter(|r| r.is(Kind::BlobGet))
+        .map(|r| r.sent)
+        .sum();
+    let bound: u64 = allowed.iter().map(|e| e.size).sum();
+    assert!(
+        served <= bound,
+        "run 2 was served {served} blob bytes, more than the {bound} of the blobs in flight \
+         at the kill and the damaged one\n--- proxy log\n{}",
+        case.proxy.log_text()
+    );
+    case.assert_fetched(mark, held_blob, "run 2");
+    case.assert_fetched(mark, damaged, "run 2");
+}
+
 /// Run 1 kills itself at `crash_at` (debug builds); `check` looks at what it
 /// left; run 2 finishes without a single blob GET and ends identical.
 fn crash_then_resume(crash_at: &str, check: impl Fn(&Case)) {
@@ -709,11 +840,13 @@ fn killed_twice_then_finished_is_identical() {
         "the cut blob comes after {first:?}: {second:?}"
     );
     case.hold(&first, first.size / 2);
-    let mut run1 = case.spawn(&[]);
+    // One download at a time: run 1 fetches nothing ahead of the held blob,
+    // so run 2 has `second` to fetch (and be held on).
+    let mut run1 = case.spawn_with(&[], &["--jobs", "1"]);
     case.wait_held(&mut run1, "run 1");
     case.kill_after_writing_up_to(run1, 0, &first);
 
-    // Added only now, so that run 1 (which may fetch ahead) cannot use it up.
+    // Added only now, so that run 1 cannot use it up.
     case.hold(&second, second.size * 3 / 4);
     let mut run2 = case.spawn(&[]);
     let mark2 = run2.mark;
