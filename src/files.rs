@@ -208,6 +208,28 @@ pub fn real_dir(dir: &Path) -> anyhow::Result<()> {
     create_dir(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
+/// Takes an exclusive lock on the directory `dir` (`flock`), held until the
+/// returned handle is dropped, so two processes never write into it at once;
+/// a second one is refused at once, not made to wait.
+pub fn lock_dir(dir: &Path, what: &str) -> anyhow::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{FlockOperation, flock};
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening {} to lock it", dir.display()))?;
+    match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(fd),
+        Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+            "another {what} is writing into {} (it holds the directory's lock); wait for it to \
+             finish, or stop it, before running this one",
+            dir.display()
+        ),
+        Err(e) => Err(io::Error::from(e)).with_context(|| format!("locking {}", dir.display())),
+    }
+}
+
 /// Removes a file; one that is not there is fine.
 pub fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     match fs::remove_file(path) {

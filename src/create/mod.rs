@@ -197,6 +197,10 @@ pub async fn write_bundle(
         bytes: plan.total_bytes() + (oci::OCI_LAYOUT_FILE.len() + index_json.len()) as u64,
     });
     let header = journal_header(opts);
+    fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    // Held until the bundle is signed and the journal gone; checked again
+    // under it (another run may have finished or begun since the first check).
+    let _lock = files::lock_dir(&opts.out, "bundle create")?;
     let mut start = if check_out_dir(&opts.out, &header)? {
         let recovered = journal::recover(&opts.out, &header)?;
         // Left by a run killed while signing: written again below.
@@ -205,8 +209,6 @@ pub async fn write_bundle(
         }
         recovered
     } else {
-        fs::create_dir_all(&opts.out)
-            .with_context(|| format!("creating {}", opts.out.display()))?;
         journal::start(&opts.out, &header)?
     };
     start.writer.expect_tar_size(

@@ -6,10 +6,10 @@
 //! 2. Every image gets its target repository ([`map_images`]); names that collide
 //!    or that the registry cannot hold stop the push here.
 //! 3. Every volume must be present with its recorded size ([`verify::volumes_present`]).
-//! 4. A survey of the target: `HEAD` of each image's tag (an image already
-//!    tagged at its digest is complete), then of each blob and manifest the
-//!    other images need in their repositories, and of missing blobs in the
-//!    `--mount-from` repositories.
+//! 4. A survey of the target: `HEAD` of each image's tag, then of each blob
+//!    and manifest the images need in their repositories (all of them, so a
+//!    blob the target lost since an earlier push is found and sent again),
+//!    and of missing blobs in the `--mount-from` repositories.
 //! 5. If anything is missing, the volumes are read once through the same reader
 //!    and checks as `verify`; each entry the target lacks is handed to an
 //!    uploader as it streams. A blob the target holds in another repository is
@@ -403,9 +403,11 @@ async fn survey(
         .collect();
     let sizes: HashMap<Digest, u64> = m.entries.iter().map(|e| (e.digest, e.size)).collect();
     let is_manifest = |d: &Digest| kinds.get(d).is_some_and(|t| oci::is_manifest_like(t));
-    // First the tags: a registry holds a manifest only with everything it
-    // references, so an image whose tag already names its digest is complete
-    // (a re-push asks nothing more).
+    // The tags, for what each image's tag names now (an image tagged at its
+    // digest is already there). Its blobs are asked for all the same, as
+    // skopeo does: a registry accepts a manifest only with everything it
+    // references, but a blob can go later (deleted, garbage-collected), and
+    // a re-push must find and repair that rather than count it as there.
     let tags: Vec<Option<Digest>> = stream::iter(mapped.iter().map(|img| async move {
         let Some(tag) = &img.tag else {
             return Ok(None);
@@ -418,24 +420,11 @@ async fn survey(
     .buffered(jobs.max(1))
     .try_collect()
     .await?;
-    let complete: BTreeSet<(String, Digest)> = mapped
-        .iter()
-        .zip(&tags)
-        .filter(|(img, now)| **now == Some(img.digest))
-        .flat_map(|(img, _)| img.needs.iter().map(|d| (img.repository.clone(), *d)))
-        .collect();
     let pairs: BTreeSet<(String, Digest)> = mapped
         .iter()
         .flat_map(|img| img.needs.iter().map(|d| (img.repository.clone(), *d)))
         .collect();
-    let unknown = pairs.iter().filter(|p| !complete.contains(p)).cloned();
-    let mut asked = check_present(registry, unknown, &is_manifest, jobs)
-        .await?
-        .into_iter();
-    let present: Vec<bool> = pairs
-        .iter()
-        .map(|p| complete.contains(p) || asked.next().unwrap_or(false))
-        .collect();
+    let present = check_present(registry, pairs.iter().cloned(), &is_manifest, jobs).await?;
 
     let mut work: BTreeMap<Digest, Work> = BTreeMap::new();
     let (mut blobs_present, mut manifests_present) = (0, 0);

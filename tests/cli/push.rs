@@ -705,3 +705,39 @@ fn a_streamed_blob_that_fails_to_verify_is_never_committed() {
         Vec::<String>::new()
     );
 }
+
+/// A blob the target lost after a push (deleted, garbage-collected) is found
+/// by the next push and sent again, although the image's tag is still there:
+/// the blob counts never claim what was not asked.
+#[test]
+fn a_blob_the_target_lost_is_sent_again_by_the_next_push() {
+    let b = bundled("4M");
+    let target = TestRegistry::start();
+    let to = format!("{}/mirror", target.host());
+    let config = b.tmp.path().join("cfg");
+    let cfg = [
+        "--tls-verify=false",
+        "--mirror-config",
+        config.to_str().unwrap(),
+    ];
+    push_json(&b.dir, &to, &b.keys.public, &cfg);
+    let php = &b.fx.layout.image("openshift/php:5.6").manifests[0];
+    let layer = php.layers.last().unwrap().digest.clone();
+    let repo = "mirror/openshift/php";
+    let url = format!("{}/v2/{repo}/blobs/{layer}", target.url());
+    let mut delete = target.curl_args_for(repo);
+    delete.extend(["--request", "DELETE"].map(String::from));
+    assert_eq!(curl(&delete, &url).status, 202);
+    let head = |what: &str| {
+        let mut args = target.curl_args_for(repo);
+        args.push("--head".to_owned());
+        let status = curl(&args, &url).status;
+        assert!(status == 404 || status == 200, "{what}: {status}");
+        status
+    };
+    assert_eq!(head("deleted"), 404);
+
+    let second = push_json(&b.dir, &to, &b.keys.public, &cfg);
+    assert_eq!(stat(&second, "blobs_uploaded"), 1, "{second}");
+    assert_eq!(head("pushed again"), 200);
+}

@@ -1024,3 +1024,32 @@ fn a_source_changed_between_runs_is_bundled_as_it_is_now_with_a_warning() {
     };
     assert_eq!(digest_of("resume/tool:4"), digest_of("resume/app:1"));
 }
+
+/// A second create into a directory another create is writing refuses at
+/// once (it holds the directory's lock) and changes nothing there; once the
+/// first is gone, the same command continues its work.
+#[test]
+fn a_second_create_into_the_same_directory_is_refused_while_the_first_runs() {
+    let case = Case::new();
+    let blob = case.reference.mid_blob();
+    case.hold(&blob, blob.size / 2);
+    let mut run1 = case.spawn(&[]);
+    case.wait_held(&mut run1, "run 1");
+    settle(&case.out);
+    let before = snapshot(&case.out);
+    let o = case.run();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("another bundle create is writing into"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        snapshot(&case.out),
+        before,
+        "the refused run changed the directory"
+    );
+    case.kill(run1);
+    let o = case.run();
+    case.assert_identical(&o, "run 3");
+}
