@@ -141,6 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let dir = mirror_dir(&m.bundle_id)?;
         crate::files::check_real_dir(&dir)
             .context("checking the mirror configuration directory")?;
+        push::check_registry_names(m, destination.host())?;
         let registry = runtime
             .block_on(Registry::connect(host, &client))
             .with_context(|| format!("connecting to {host}"))?;

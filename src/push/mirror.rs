@@ -36,6 +36,19 @@ pub enum MirrorConfigError {
         #[source]
         error: Box<RegistryError>,
     },
+    /// A registry named by an IPv6 address, which the mirror configuration cannot hold.
+    #[error(
+        "the mirror configuration cannot name the registry {host} (of image {image:?}): \
+         podman, CRI-O and OpenShift refuse an IPv6 address in an image reference, so \
+         registries.conf would break every pull; give the registry a host name (in \
+         /etc/hosts, for example) and use that"
+    )]
+    Ipv6Host {
+        /// The image (its reference in the bundle).
+        image: String,
+        /// The registry as written.
+        host: String,
+    },
     /// The bundle id cannot name the default directory.
     #[error(
         "the bundle id {id:?} is not plain lowercase letters and digits, so it cannot name \
@@ -45,6 +58,31 @@ pub enum MirrorConfigError {
         /// The bundle id as recorded.
         id: String,
     },
+}
+
+/// Checks, before anything is pushed, that the mirror configuration can name
+/// every registry involved: `destination` (`host[:port]`) and the source of
+/// every image of `m` that came from a registry. containers/image's reference
+/// grammar (podman, CRI-O, OpenShift's mirror sets) has no IPv6 address.
+pub fn check_registry_names(
+    m: &crate::manifest::BundleManifest,
+    destination: &str,
+) -> Result<(), MirrorConfigError> {
+    let sources = m
+        .images
+        .iter()
+        .filter(|i| !i.source.starts_with("oci:"))
+        .map(|i| (i.reference.as_str(), i.source.as_str()));
+    for (image, reference) in std::iter::once(("(all: the target)", destination)).chain(sources) {
+        if reference.starts_with('[') {
+            let host = reference.split('/').next().unwrap_or(reference);
+            return Err(MirrorConfigError::Ipv6Host {
+                image: image.to_owned(),
+                host: host.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `bundle_id` when it is 1 to 64 characters of `[a-z0-9]` (a valid id is 32

@@ -42,7 +42,8 @@ mod upload;
 pub use install_config::{TrustBundleError, canonical_pem_certificates};
 pub use mapping::{Destination, Mapped, RepoLayout, map_images};
 pub use mirror::{
-    MirrorConfigError, MirrorOptions, default_mirror_dir, mirror_config, write_mirror_config,
+    MirrorConfigError, MirrorOptions, check_registry_names, default_mirror_dir, mirror_config,
+    write_mirror_config,
 };
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

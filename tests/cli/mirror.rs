@@ -268,3 +268,28 @@ fn a_ca_file_holding_a_private_key_is_refused_before_anything_is_sent() {
     assert!(target.repositories().is_empty(), "something was pushed");
     assert!(!cfg.exists());
 }
+
+/// A target named by an IPv6 address is refused before anything is sent:
+/// podman and OpenShift refuse such a reference, so the generated
+/// registries.conf would break every pull of the source.
+#[test]
+fn an_ipv6_target_is_refused_before_anything_is_sent() {
+    let b = bundled("50M");
+    let cfg = b.tmp.path().join("mirror-config");
+    let o = bundle_cmd()
+        .arg("push")
+        .arg(&b.dir)
+        .args(["--to", "[::1]:1/mirror", "--tls-verify=false", "--pubkey"])
+        .arg(&b.keys.public)
+        .arg("--mirror-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot name the registry [::1]:1") && text(&o).contains("host name"),
+        "{}",
+        text(&o)
+    );
+    assert!(!cfg.exists() || std::fs::read_dir(&cfg).unwrap().next().is_none());
+}
