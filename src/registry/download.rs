@@ -15,6 +15,7 @@ use reqwest::{Response, Url};
 
 use super::RegistryError;
 use super::error::transport_error;
+use super::pace::Pace;
 use super::session::{Scope, Session, backoff, header_strs};
 
 /// How many times a broken blob body is resumed with `Range`.
@@ -34,6 +35,7 @@ pub(crate) fn resumable_body(
         body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
         received: u64,
         resumes: u32,
+        pace: Pace,
     }
     let state = State {
         session,
@@ -42,32 +44,43 @@ pub(crate) fn resumable_body(
         body: Some(first.bytes_stream().boxed()),
         received: 0,
         resumes: 0,
+        pace: Pace::new(),
     };
     stream::unfold(state, |mut st| async move {
         loop {
             let body = st.body.as_mut()?;
-            match body.next().await {
-                None => return None,
-                Some(Ok(chunk)) => {
+            let next = st
+                .pace
+                .timed(&st.url, body.next(), |item| match item {
+                    Some(Ok(chunk)) => chunk.len(),
+                    _ => 0,
+                })
+                .await;
+            let err = match next {
+                Ok(None) => return None,
+                Ok(Some(Ok(chunk))) => {
                     st.received += chunk.len() as u64;
                     return Some((Ok(chunk), st));
                 }
-                Some(Err(e)) => {
-                    let err = transport_error(&st.url, e);
-                    if !err.is_retryable() || st.resumes >= MAX_RESUMES {
-                        st.body = None;
-                        return Some((Err(err), st));
-                    }
-                    st.resumes += 1;
-                    tokio::time::sleep(backoff(st.resumes)).await;
-                    tracing::debug!(url = %st.url, from = st.received, "resuming blob body");
-                    match resume(&st.session, &st.url, &st.scope, st.received).await {
-                        Some(next) => st.body = Some(next),
-                        None => {
-                            st.body = None;
-                            return Some((Err(err), st));
-                        }
-                    }
+                Ok(Some(Err(e))) => transport_error(&st.url, e),
+                // The chunk that came last is not passed on: the resume asks for it again.
+                Err(too_slow) => too_slow,
+            };
+            if !err.is_retryable() || st.resumes >= MAX_RESUMES {
+                st.body = None;
+                return Some((Err(err), st));
+            }
+            st.resumes += 1;
+            tokio::time::sleep(backoff(st.resumes)).await;
+            tracing::debug!(url = %st.url, from = st.received, "resuming blob body");
+            match resume(&st.session, &st.url, &st.scope, st.received).await {
+                Some(next) => {
+                    st.body = Some(next);
+                    st.pace = Pace::new();
+                }
+                None => {
+                    st.body = None;
+                    return Some((Err(err), st));
                 }
             }
         }

@@ -87,6 +87,22 @@ pub enum RegistryError {
         /// Whether reading stopped early at `found` because it already exceeded `expected`.
         more: bool,
     },
+    /// A response body came slower than [`super::pace::MIN_BYTES`] per
+    /// [`super::pace::WINDOW`] of waiting on the network (a trickle the read
+    /// timeout never sees).
+    #[error(
+        "{url} sent only {bytes} bytes in {secs} s of waiting: too slow to go on \
+         (at least {} bytes a minute are needed)",
+        super::pace::MIN_BYTES
+    )]
+    TooSlow {
+        /// The URL.
+        url: String,
+        /// Bytes that came in the window.
+        bytes: u64,
+        /// Seconds spent waiting on the network in it.
+        secs: u64,
+    },
     /// A response body was larger than bundle accepts for its kind.
     #[error("{what} is larger than the {limit}-byte limit")]
     TooLarge {
@@ -329,6 +345,8 @@ impl RegistryError {
                     || source.is_body()
                     || source.is_decode()
             }
+            // Perhaps one slow connection: the next one may be faster.
+            RegistryError::TooSlow { .. } => true,
             _ => false,
         }
     }

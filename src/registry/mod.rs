@@ -22,6 +22,7 @@
 //! - `manifest`: checks on fetched manifest bytes.
 //! - `blob`: the self-checking blob stream.
 //! - `upload`: the push side: blob checks, mounts, chunked uploads, manifests.
+//! - `pace`: the slowest a response body may arrive (a trickle fails).
 //! - `tls`: trusted CAs, the user's own server certificates, client
 //!   certificates, certificate directories (`--cert-dir`, `certs.d`).
 
@@ -32,6 +33,7 @@ mod download;
 mod error;
 mod link;
 mod manifest;
+mod pace;
 mod reference;
 mod session;
 mod tls;

@@ -684,7 +684,14 @@ pub(crate) async fn read_capped(
     }
     let url = resp.url().clone();
     let mut buf = BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&url, e))? {
+    let mut pace = super::pace::Pace::new();
+    while let Some(chunk) = pace
+        .timed(&url, resp.chunk(), |c| {
+            c.as_ref().map_or(0, |c| c.as_ref().map_or(0, Bytes::len))
+        })
+        .await?
+        .map_err(|e| transport_error(&url, e))?
+    {
         if (buf.len() + chunk.len()) as u64 > limit {
             return Err(too_large());
         }

@@ -561,6 +561,10 @@ fn pki_error(e: webpki::Error) -> rustls::Error {
         E::UnknownIssuer => CertificateError::UnknownIssuer,
         E::InvalidSignatureForPublicKey => CertificateError::BadSignature,
         E::RequiredEkuNotFoundContext(_) => CertificateError::InvalidPurpose,
+        // A given CA's own limit: trusting it again would not help.
+        E::PathLenConstraintViolated | E::NameConstraintViolation => {
+            CertificateError::ApplicationVerificationFailure
+        }
         other => CertificateError::Other(rustls::OtherError(Arc::new(other))),
     };
     rustls::Error::InvalidCertificate(kind)
