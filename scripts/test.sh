@@ -69,6 +69,9 @@ cargo fmt --all --check
 stage "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+stage "cargo doc --no-deps (warnings denied: every intra-doc link resolves)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
+
 stage "cargo test --all-targets"
 cargo test --locked --all-targets
 

@@ -17,11 +17,10 @@
 //! [`VolumeWriter::resume`]. The journal is removed once bundle.json is written.
 //!
 //! Downloads that finish ahead of the writer are recorded too (format 2), as
-//! they land under their final name in the spool directory ([`stash`]): a
+//! they land under their final name in the spool directory (`stash`): a
 //! resumed run re-uses those that still hash to their digest. Format 1
 //! journals (no such records) are continued as well.
 //!
-//! [`stash`]: super::stash
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

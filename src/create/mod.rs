@@ -2,7 +2,7 @@
 //! signed volumes.
 //!
 //! Network and archive run side by side: up to `--jobs` async tasks download
-//! blobs, each into a [`spool`] (a file of the spool directory, [`stash`]), while one
+//! blobs, each into a `spool` (a file of the spool directory, `stash`), while one
 //! thread compresses and writes the single ordered stream. Every body is
 //! checked against its digest as it arrives; bundle.json and its signature are
 //! written last, each atomically, so an interrupted run never leaves a bundle

@@ -13,7 +13,7 @@ use crate::registry::{is_valid_repository, is_valid_tag};
 /// Where images go: `REGISTRY[/PREFIX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
-    /// `[scheme://]host[:port]` as [`Registry::connect`] takes it.
+    /// `[scheme://]host[:port]` as [`crate::registry::Registry::connect`] takes it.
     pub registry: String,
     /// Repository path prefix (may be empty), without slashes at the ends.
     pub prefix: String,

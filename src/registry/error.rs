@@ -87,9 +87,8 @@ pub enum RegistryError {
         /// Whether reading stopped early at `found` because it already exceeded `expected`.
         more: bool,
     },
-    /// A response body came slower than [`super::pace::MIN_BYTES`] per
-    /// [`super::pace::WINDOW`] of waiting on the network (a trickle the read
-    /// timeout never sees).
+    /// A response body came slower than 64 KiB per minute of waiting on the
+    /// network (a trickle the read timeout never sees; `registry::pace`).
     #[error(
         "{url} sent only {bytes} bytes in {secs} s of waiting: too slow to go on \
          (at least {} bytes a minute are needed)",

@@ -245,7 +245,7 @@ fn cert_dir_in_use(
 
 /// The files of CA certificates trusted for `host_port` besides the system's:
 /// every `--ca-cert`, then the `*.crt` files of the certificate directory in
-/// use (in name order), as [`client_config`] reads them.
+/// use (in name order), as the TLS set-up reads them.
 pub fn ca_cert_files(opts: &ClientOptions, host_port: &str) -> Result<Vec<PathBuf>, RegistryError> {
     let mut files = opts.ca_certs.clone();
     if let Some(dir) = cert_dir_in_use(opts, host_port)? {
@@ -380,7 +380,7 @@ pub const MAX_PEM_FILE: u64 = 8 << 20;
 
 /// The bytes of a certificate or key file: a regular file (links followed),
 /// opened without blocking (a FIFO is refused, not waited on), at most
-/// [`MAX_PEM_FILE`] bytes.
+/// 8 MiB.
 pub fn read_pem_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let file =
