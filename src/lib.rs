@@ -11,7 +11,8 @@
 //! - [`manifest`]: bundle.json types and canonical bytes.
 //! - [`sign`]: minisign-compatible ed25519 keys and signatures.
 //! - [`create`] and [`verify`]: the two halves of the product; [`extract`]
-//!   writes a verified OCI layout.
+//!   writes a verified OCI layout, and [`push`] loads verified images into a
+//!   registry and writes the mirror configuration a cluster needs.
 //! - [`cli`]: argument parsing, progress, human and `--json` output, exit codes.
 //! - [`digest`], [`oci`]: content digests and OCI descriptor walking; [`files`]:
 //!   non-blocking opens of untrusted files, atomic writes; [`text`]: characters

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::options::{RegistryArgs, parse_jobs, parse_size};
 use super::output::{errln, outln};
@@ -150,13 +150,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let fetcher = match &spec {
             SourceSpec::Registry(host) => {
                 let opts = args.registry.client_options(host)?;
-                Fetcher::Registry(Registry::connect(host, &opts).await.with_context(|| format!("connecting to {host}"))?)
+                Fetcher::Registry(
+                    Registry::connect(host, &opts)
+                        .await
+                        .with_context(|| format!("connecting to {host}"))?,
+                )
             }
             SourceSpec::Layout(dir) => Fetcher::Layout(dir.clone()),
         };
         let wanted = source::enumerate(&fetcher, &filters, images, args.jobs).await?;
         bar.set_message(format!("fetching the manifests of {} images", wanted.len()));
-        let plan = source::plan(&fetcher, &spec, &filters, wanted, args.keep_going, args.jobs).await?;
+        let plan = source::plan(
+            &fetcher,
+            &spec,
+            &filters,
+            wanted,
+            args.keep_going,
+            args.jobs,
+        )
+        .await?;
         let done = Arc::new(AtomicUsize::new(0));
         let total_images = plan.images.len();
         let progress: create::Progress = {
@@ -165,19 +177,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let out = args.out.clone();
             Arc::new(move |event| match event {
                 Event::Planned { bytes, .. } => {
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-                        )
-                        .expect("a valid template")
-                        .progress_chars("=> "),
-                    );
+                    bar.set_style(super::bytes_style());
                     bar.set_length(bytes);
                     bar.set_message(format!("images 0/{total_images}"));
                 }
                 Event::Resumed { entries, bytes } => {
                     let line = format!(
-                        "resuming the interrupted create in {}: {entries} entries ({}) already written are kept",
+                        "resuming the interrupted create in {}: {entries} entries ({}) \
+                         already written are kept",
                         out.display(),
                         human_bytes(bytes)
                     );

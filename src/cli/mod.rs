@@ -111,14 +111,17 @@ fn reading_bar(json: bool) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
+    bar.set_style(bytes_style());
     bar
+}
+
+/// The style of a bar counting bytes: elapsed time, bar, bytes of total, rate, message.
+fn bytes_style() -> indicatif::ProgressStyle {
+    const TEMPLATE: &str =
+        "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg}";
+    indicatif::ProgressStyle::with_template(TEMPLATE)
+        .expect("a valid template")
+        .progress_chars("=> ")
 }
 
 /// Prints `value` as pretty JSON on stdout, control and formatting

@@ -57,7 +57,6 @@ pub(super) fn warn_demo_key(key: &PublicKey) {
     }
 }
 
-/// The human form of a verify report.
 /// The first line of a report: which bundle, from where, signed by which key.
 pub(super) fn print_header(r: &VerifyReport) {
     if let (Some(id), Some(created), Some(source)) = (&r.bundle_id, &r.created, &r.source) {
@@ -68,6 +67,7 @@ pub(super) fn print_header(r: &VerifyReport) {
     }
 }
 
+/// The human form of a verify report.
 pub(super) fn print_human(r: &VerifyReport) {
     print_header(r);
     let failed = |stage| r.findings.iter().filter(|f| f.stage == stage).count();

@@ -7,8 +7,11 @@
 //! - a public key file is an untrusted comment and base64 of
 //!   `"Ed" ‖ key id (8) ‖ Ed25519 public key (32)`;
 //! - a secret key file is an untrusted comment and base64 of `"Ed" ‖ KDF ‖ "B2"
-//!   ‖ salt ‖ limits ‖ key id ‖ seed ‖ public key ‖ BLAKE2b-256 checksum`; only
-//!   unencrypted keys (KDF `0 0`) are supported;
+//!   ‖ salt ‖ limits ‖ key id ‖ seed ‖ public key ‖ BLAKE2b-256 checksum`; keys
+//!   without a password (KDF `0 0`) and password-protected ones (`minisign -G`,
+//!   KDF `Sc`: scrypt, as libsodium's `crypto_pwhash_scryptsalsa208sha256`,
+//!   whose output is XORed over key id, seed, public key and checksum) are both
+//!   read;
 //! - a signature file is four lines: an untrusted comment, base64 of `"ED" ‖ key id ‖
 //!   Ed25519(BLAKE2b-512(file))`, a trusted comment, and base64 of
 //!   `Ed25519(signature ‖ trusted comment)`.
