@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
+use super::output::errln;
 use crate::registry::{self, ClientOptions, Credentials};
 
 /// Credentials and TLS, as skopeo and podman take them.
@@ -161,9 +162,23 @@ pub fn trusted_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::sign::Public
         }
     }
     for key in &keys {
-        super::verify::warn_demo_key(key);
+        warn_demo_key(key);
     }
     Ok(keys)
+}
+
+/// Warns loudly when the trusted key is the repository's demo key.
+fn warn_demo_key(key: &crate::sign::PublicKey) {
+    if key.is_demo() {
+        errln!(
+            "WARNING: the trusted key {} is the DEMO key from this repository.",
+            key.key_id()
+        );
+        errln!(
+            "WARNING: its secret key is public: anyone can sign a bundle that passes this check."
+        );
+        errln!("WARNING: make your own with `bundle keygen` and trust only that one.");
+    }
 }
 
 /// Parses sizes like `700M`, `4G`, `4GiB`, `65536` (K, M, G, T are powers of 1024).

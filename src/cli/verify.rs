@@ -3,7 +3,6 @@
 use super::options::BundleArgs;
 use super::output::{errln, outln};
 use super::{EXIT_BAD_BUNDLE, EXIT_OK, human_bytes, print_json};
-use crate::sign::PublicKey;
 use crate::text::count;
 use crate::verify::{self, Stage, VerifyReport};
 
@@ -41,20 +40,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     } else {
         EXIT_BAD_BUNDLE
     })
-}
-
-/// Warns loudly when the trusted key is the repository's demo key.
-pub(super) fn warn_demo_key(key: &PublicKey) {
-    if key.is_demo() {
-        errln!(
-            "WARNING: the trusted key {} is the DEMO key from this repository.",
-            key.key_id()
-        );
-        errln!(
-            "WARNING: its secret key is public: anyone can sign a bundle that passes this check."
-        );
-        errln!("WARNING: make your own with `bundle keygen` and trust only that one.");
-    }
 }
 
 /// The first line of a report: which bundle, from where, signed by which key.

@@ -1,7 +1,7 @@
 //! Key files on disk: writing a new pair with safe modes, refusing readable secret keys.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -117,29 +117,3 @@ fn set_mode(options: &mut OpenOptions, mode: u32) {
 
 #[cfg(not(unix))]
 fn set_mode(_options: &mut OpenOptions, _mode: u32) {}
-
-/// Refuses an open secret key file whose mode lets group or others in, as ssh does.
-///
-/// Checks the opened file itself, so the file checked is the file read.
-#[cfg(unix)]
-pub(super) fn check_private(file: &File, path: &Path) -> Result<(), SignError> {
-    use std::os::unix::fs::PermissionsExt;
-    let metadata = file.metadata().map_err(|source| SignError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mode = metadata.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(SignError::InsecureKeyMode {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-/// Elsewhere file modes do not exist; access control is the platform's ACLs.
-#[cfg(not(unix))]
-pub(super) fn check_private(_file: &File, _path: &Path) -> Result<(), SignError> {
-    Ok(())
-}

@@ -196,7 +196,7 @@ impl SecretKey {
         password: &mut dyn FnMut() -> Option<Zeroizing<String>>,
     ) -> Result<Self, SignError> {
         let file = crate::files::open_regular(path, crate::files::Links::Follow)?;
-        super::files::check_private(&file, path)?;
+        check_private(&file, path)?;
         let text = text::read_small(file, path)?;
         Self::parse_with(&text, Some(path), password)
     }
@@ -398,6 +398,32 @@ pub(super) fn array<const N: usize>(slice: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(slice);
     out
+}
+
+/// Refuses an open secret key file whose mode lets group or others in, as ssh does.
+///
+/// Checks the opened file itself, so the file checked is the file read.
+#[cfg(unix)]
+fn check_private(file: &std::fs::File, path: &Path) -> Result<(), SignError> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = file.metadata().map_err(|source| SignError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(SignError::InsecureKeyMode {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Elsewhere file modes do not exist; access control is the platform's ACLs.
+#[cfg(not(unix))]
+fn check_private(_file: &std::fs::File, _path: &Path) -> Result<(), SignError> {
+    Ok(())
 }
 
 #[cfg(test)]
