@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use bundle::archive::reader::{ReadReport, Sink, read_bundle};
 use bundle::archive::writer::{MIN_VOLUME_SIZE, VolumeWriter};
-use bundle::archive::{BLOCK, TRAILER_LEN};
 use bundle::digest::Digest;
+use bundle::geometry::{BLOCK, TRAILER_LEN};
 use bundle::manifest::{self, BundleManifest, Compression, Entry, EntryKind, Image, volume_name};
 use bundle::oci;
 use bundle::push::{

@@ -8,7 +8,8 @@
 //!   into the images and blobs to bundle, in archive order.
 //! - [`archive`]: the volume writer (tar → zstd frames → volumes) and the strict
 //!   reader shared by verify, extract and push.
-//! - [`manifest`]: bundle.json types and canonical bytes.
+//! - [`manifest`]: bundle.json types and canonical bytes; [`geometry`]: the
+//!   tar, frame and volume-name arithmetic it shares with [`archive`].
 //! - [`sign`]: minisign-compatible ed25519 keys and signatures.
 //! - [`create`] and [`verify`]: the two halves of the product; [`extract`]
 //!   writes a verified OCI layout, and [`push`] loads verified images into a
@@ -24,6 +25,7 @@ pub mod create;
 pub mod digest;
 pub mod extract;
 pub mod files;
+pub mod geometry;
 pub mod manifest;
 pub mod oci;
 pub mod push;

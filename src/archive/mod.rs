@@ -8,18 +8,7 @@
 pub mod reader;
 pub mod writer;
 
-/// Size of a tar block.
-pub const BLOCK: u64 = 512;
-/// The end-of-archive marker: two zero blocks, written as a frame of their own.
-pub const TRAILER_LEN: u64 = 2 * BLOCK;
-
-/// Bytes an entry of `size` content bytes takes in the tar stream: header, data, padding.
-pub fn entry_len(size: u64) -> u64 {
-    // Saturating: sizes come from untrusted bundle.json files before they are checked.
-    size.div_ceil(BLOCK)
-        .saturating_mul(BLOCK)
-        .saturating_add(BLOCK)
-}
+use crate::geometry::BLOCK;
 
 /// The exact ustar header bundle writes for a regular file: fixed mode, owner
 /// and mtime so the same input gives the same bytes. The reader rebuilds it and
@@ -37,51 +26,9 @@ pub fn tar_header(path: &str, size: u64) -> [u8; BLOCK as usize] {
     *header.as_bytes()
 }
 
-/// The largest compressed size zstd may give for `len` input bytes in one frame.
-pub fn frame_bound(len: u64) -> u64 {
-    // ZSTD_compressBound plus room for the frame header.
-    let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
-    zstd::zstd_safe::compress_bound(len_usize) as u64 + FRAME_SLACK
-}
-
-/// Extra bytes allowed over `ZSTD_compressBound` per frame.
-const FRAME_SLACK: u64 = 32;
-
-/// The most input bytes whose frame is sure to fit in `room` compressed bytes.
-pub fn max_input_for(room: u64) -> u64 {
-    let (mut lo, mut hi) = (0u64, room);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if frame_bound(mid) <= room {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    lo
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn entry_len_pads_to_blocks() {
-        assert_eq!(entry_len(0), 512);
-        assert_eq!(entry_len(1), 1024);
-        assert_eq!(entry_len(512), 1024);
-        assert_eq!(entry_len(513), 1536);
-        assert_eq!(entry_len(u64::MAX), u64::MAX);
-    }
-
-    #[test]
-    fn max_input_for_is_the_tight_inverse_of_the_bound() {
-        for room in [0, 1, 100, 600, 4096, 131_072, 1 << 20, 700 << 20] {
-            let n = max_input_for(room);
-            assert!(frame_bound(n) <= room || n == 0, "room {room}");
-            assert!(frame_bound(n + 1) > room, "room {room}");
-        }
-    }
 
     #[test]
     fn header_is_plain_ustar() {

@@ -16,8 +16,9 @@ use std::sync::mpsc;
 
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
-use super::{BLOCK, tar_header};
+use super::tar_header;
 use crate::digest::{Digest, Hasher};
+use crate::geometry::BLOCK;
 use crate::manifest::{BundleManifest, Entry, VOLUME_PREFIX, Volume};
 
 const CHUNK: usize = 1 << 20;

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use zstd::stream::raw::{Encoder, Operation};
 
-use super::{BLOCK, TRAILER_LEN, entry_len, frame_bound, max_input_for, tar_header};
+use super::tar_header;
 use crate::digest::Hasher;
+use crate::geometry::{BLOCK, TRAILER_LEN, entry_len, frame_bound, max_input_for};
 use crate::manifest::{Entry, EntryKind, Volume, volume_name};
 
 /// The smallest volume size accepted: room for any small entry in one frame.

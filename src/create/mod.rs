@@ -214,11 +214,11 @@ pub async fn write_bundle(
     start.writer.expect_tar_size(
         plan.items
             .iter()
-            .map(|i| crate::archive::entry_len(i.size()))
+            .map(|i| crate::geometry::entry_len(i.size()))
             .chain([
-                crate::archive::entry_len(oci::OCI_LAYOUT_FILE.len() as u64),
-                crate::archive::entry_len(index_json.len() as u64),
-                crate::archive::TRAILER_LEN,
+                crate::geometry::entry_len(oci::OCI_LAYOUT_FILE.len() as u64),
+                crate::geometry::entry_len(index_json.len() as u64),
+                crate::geometry::TRAILER_LEN,
             ])
             .fold(0, u64::saturating_add),
     );

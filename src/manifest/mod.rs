@@ -24,29 +24,8 @@ pub const FILE_NAME: &str = "bundle.json";
 pub const SIGNATURE_FILE_NAME: &str = "bundle.json.minisig";
 /// The checksum file for `sha256sum -c`.
 pub const SUMS_FILE_NAME: &str = "SHA256SUMS";
-/// Prefix of every volume's file name; the suffix is the index in [`VOLUME_DIGITS`] digits.
-pub const VOLUME_PREFIX: &str = "images.tar.zst.";
-/// Digits in a volume's index: every name has the same length, so a shell's
-/// sorted glob (`images.tar.zst.*`, in any locale) lists the volumes in order.
-pub const VOLUME_DIGITS: usize = 5;
-/// Most volumes a bundle holds: as many as [`VOLUME_DIGITS`] digits can number.
-pub const MAX_VOLUMES: usize = 100_000;
-
-/// The name of volume `index`: `images.tar.zst.00000`, `images.tar.zst.00001`, …
-/// (The writer opens no volume from [`MAX_VOLUMES`] on, and
-/// [`BundleManifest::check`] refuses a bundle that lists more.)
-pub fn volume_name(index: usize) -> String {
-    format!("{VOLUME_PREFIX}{index:0width$}", width = VOLUME_DIGITS)
-}
-
-/// The index of the volume called `name`, when it is a volume's name exactly
-/// (the prefix and [`VOLUME_DIGITS`] ASCII digits).
-pub fn volume_index(name: &str) -> Option<usize> {
-    let digits = name.strip_prefix(VOLUME_PREFIX)?;
-    let exact = digits.len() == VOLUME_DIGITS && digits.bytes().all(|b| b.is_ascii_digit());
-    exact.then(|| digits.parse().ok()).flatten()
-}
-
+/// Volume names (`images.tar.zst.00000`, …), from the format's [`crate::geometry`].
+pub use crate::geometry::{MAX_VOLUMES, VOLUME_DIGITS, VOLUME_PREFIX, volume_index, volume_name};
 /// The signed description of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,7 +136,7 @@ impl Entry {
     /// Offset just past the entry's data and padding in the uncompressed stream.
     pub fn tar_end(&self) -> u64 {
         self.tar_offset
-            .saturating_add(crate::archive::entry_len(self.size))
+            .saturating_add(crate::geometry::entry_len(self.size))
     }
 }
 
@@ -404,7 +383,7 @@ impl BundleManifest {
             {
                 return bad(format!("entry {} lies outside volume {}", e.path(), v.name));
             }
-            pos = checked_add(e.tar_offset, crate::archive::entry_len(e.size))?;
+            pos = checked_add(e.tar_offset, crate::geometry::entry_len(e.size))?;
         }
         let layout = &self.entries[0];
         if layout.size != crate::oci::OCI_LAYOUT_FILE.len() as u64
@@ -426,7 +405,7 @@ impl BundleManifest {
                 declared.size, declared.digest,
             ));
         }
-        if checked_add(pos, crate::archive::TRAILER_LEN)? != self.tar_size {
+        if checked_add(pos, crate::geometry::TRAILER_LEN)? != self.tar_size {
             return bad("entries do not add up to tar_size".into());
         }
         let have: BTreeMap<Digest, &Entry> = self.entries.iter().map(|e| (e.digest, e)).collect();
@@ -487,7 +466,7 @@ pub fn sha256sums(volumes: &[Volume]) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::archive::{TRAILER_LEN, entry_len};
+    use crate::geometry::{TRAILER_LEN, entry_len};
 
     /// A small consistent manifest: oci-layout, one blob, index.json in one volume.
     pub fn sample() -> BundleManifest {

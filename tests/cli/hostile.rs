@@ -21,8 +21,9 @@ use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use bundle::archive::{BLOCK, TRAILER_LEN, entry_len, tar_header};
+use bundle::archive::tar_header;
 use bundle::digest::Digest;
+use bundle::geometry::{BLOCK, TRAILER_LEN, entry_len};
 use bundle::manifest::{self, BundleManifest, Entry, EntryKind};
 use bundle::sign::{SecretKey, Signature};
 

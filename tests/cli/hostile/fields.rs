@@ -10,8 +10,8 @@ use std::fs;
 use super::{RawEntry, forge, header};
 use crate::common::*;
 use crate::support::*;
-use bundle::archive::BLOCK;
 use bundle::digest::Digest;
+use bundle::geometry::BLOCK;
 use bundle::manifest::EntryKind;
 
 /// A case name, the field (a JSON pointer into bundle.json) and its hostile value.

@@ -13,8 +13,8 @@
 
 use std::fs;
 
-use bundle::archive::BLOCK;
 use bundle::digest::Digest;
+use bundle::geometry::BLOCK;
 use bundle::manifest::{BundleManifest, EntryKind};
 use bundle::oci;
 use serde_json::{Value, json};
