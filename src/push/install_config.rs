@@ -2,8 +2,8 @@
 //! a disconnected install needs (`imageDigestSources`, and the target's CA as
 //! `additionalTrustBundle`), and the checking of that CA.
 //!
-//! The CA reaches the file only as certificates decoded from PEM, checked to
-//! be DER certificates, and encoded again: no byte of the given file is
+//! The CA reaches the file only as certificates decoded from PEM, parsed as
+//! X.509 certificates, and encoded again: no byte of the given file is
 //! copied, so neither a private key beside the certificate nor stray text
 //! can end up in a cluster's configuration.
 
@@ -41,33 +41,10 @@ pub enum TrustBundleError {
 const BEGIN: &str = "-----BEGIN ";
 const END_CERT: &str = "-----END CERTIFICATE-----";
 
-/// Whether `der` is one DER SEQUENCE spanning it exactly whose first element
-/// is a SEQUENCE (a certificate's `tbsCertificate`).
+/// Whether `der` is an X.509 certificate (parsed whole, as the TLS set-up does).
 fn is_der_certificate(der: &[u8]) -> bool {
-    /// The (header length, content length) of the DER element at the start.
-    fn element(b: &[u8]) -> Option<(usize, usize)> {
-        let (&tag, rest) = b.split_first()?;
-        if tag != 0x30 {
-            return None;
-        }
-        let (&first, rest) = rest.split_first()?;
-        if first < 0x80 {
-            return Some((2, usize::from(first)));
-        }
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
-        Some((2 + n, len))
-    }
-    let Some((header, len)) = element(der) else {
-        return false;
-    };
-    header.checked_add(len) == Some(der.len())
-        && element(&der[header..]).is_some_and(|(h, l)| h + l <= len)
+    use x509_cert::der::Decode;
+    x509_cert::Certificate::from_der(der).is_ok()
 }
 
 /// The certificates in the PEM text `pem`, checked and written again in
@@ -109,8 +86,7 @@ pub fn canonical_pem_certificates(pem: &[u8]) -> Result<String, TrustBundleError
         out.push_str("-----BEGIN CERTIFICATE-----\n");
         let b64 = STANDARD.encode(&der);
         for chunk in b64.as_bytes().chunks(64) {
-            // base64 is ASCII.
-            out.push_str(&String::from_utf8_lossy(chunk));
+            out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
             out.push('\n');
         }
         out.push_str(END_CERT);
@@ -156,18 +132,32 @@ mod tests {
     use crate::push::quoted::read_back;
     use serde_json::json;
 
-    /// A real certificate (the test CA the registry tests make has the same shape).
+    /// A real certificate: a CA made with openssl (EC P-256).
     fn cert_der() -> Vec<u8> {
-        // SEQUENCE { SEQUENCE { INTEGER 1 }, SEQUENCE {}, BIT STRING }
-        vec![
-            0x30, 0x0b, 0x30, 0x03, 0x02, 0x01, 0x01, 0x30, 0x00, 0x03, 0x02, 0x00, 0xff,
-        ]
+        STANDARD
+            .decode(
+                "MIIBhTCCASugAwIBAgIUFBJRvCxMl3RcGjMWw+SKv+H808owCgYIKoZIzj0EAwIwEDEOMAwGA1UEAwwFb2st\
+                 Y2EwHhcNMjYxMjA2MDUwNzQ2WhcNMzYxMjAzMDUwNzQ2WjAQMQ4wDAYDVQQDDAVvay1jYTBZMBMGByqG\
+                 SM49AgEGCCqGSM49AwEHA0IABGPQ6Noa75U36VCTLB2LGmCxytclyeZJOoSMhUmBWer33EjHDSuvoELn\
+                 kcgP6GvOa7ud6qgi6Y05ivW8wyC4nr2jYzBhMB0GA1UdDgQWBBTRPLZQb9MfvuKCM8y3aFA347or5TAf\
+                 BgNVHSMEGDAWgBTRPLZQb9MfvuKCM8y3aFA347or5TAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB/wQE\
+                 AwICBDAKBggqhkjOPQQDAgNIADBFAiEAx+teJrWpnvWbbd5YyCahn4FYd5bSIPykQ3u8axGThK4CICZF\
+                 muPaHHysbgh9s3fw+gf3JIrEnXFrTFiVkKJh0EOu",
+            )
+            .expect("base64")
     }
 
+    /// `der` as canonical PEM (base64 in lines of 64).
     fn pem_of(der: &[u8]) -> String {
+        let b64 = STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+            .collect();
         format!(
             "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            STANDARD.encode(der)
+            lines.join("\n")
         )
     }
 
@@ -187,7 +177,7 @@ mod tests {
             (&format!("{pem}{key}"), "\"PRIVATE KEY\""),
             ("-----BEGIN CERTIFICATE-----\nAAAA\n", "has no -----END"),
             (&pem_of(b"not der"), "block 1 is not a DER"),
-            (&pem.replace("MAs", "M\"s"), "block 1 is not a DER"),
+            (&pem.replace("MIIBhT", "MI\"BhT"), "block 1 is not a DER"),
             (&pem_of(&cert_der()[..12]), "not a DER"),
             (&pem_of(&[0x30, 0x00]), "not a DER"),
         ] {

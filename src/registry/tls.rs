@@ -517,6 +517,13 @@ impl Verifier {
     }
 }
 
+fn is_unknown_issuer(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+    )
+}
+
 /// `Some(pathLenConstraint)` when `der` is a CA certificate (basic
 /// constraints `CA:TRUE`) whose extended key usage, if it has one, allows
 /// TLS servers; `None` for any other certificate.
@@ -593,10 +600,12 @@ impl ServerCertVerifier for Verifier {
             }
         }
         if !self.anchors.is_empty() {
-            // Refused by the given CAs: the more telling reason.
             match self.verify_by_given_cas(end_entity, intermediates, server_name, now) {
                 Ok(()) => return Ok(ServerCertVerified::assertion()),
-                Err(e) => refused = e,
+                // The more telling reason wins: "unknown issuer" from one side
+                // never hides what the other found wrong with the certificate.
+                Err(e) if !is_unknown_issuer(&e) || is_unknown_issuer(&refused) => refused = e,
+                Err(_) => {}
             }
         }
         if !self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) {

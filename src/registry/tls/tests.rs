@@ -453,3 +453,37 @@ fn a_given_certificate_signs_others_only_as_a_ca_for_servers_within_its_path_len
         );
     }
 }
+
+/// A certificate the system's roots vouch for but not for this name: the
+/// user's own CAs (which know nothing of it) must not turn the reason into
+/// "unknown issuer", which would send the user to --ca-cert for nothing.
+#[test]
+fn the_given_cas_do_not_hide_why_the_system_roots_refused() {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut system_roots = RootCertStore::empty();
+    system_roots.add(der(PLAIN_CA)).expect("an anchor");
+    let system =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(system_roots), provider.clone())
+            .build()
+            .expect("a verifier");
+    let mut verifier = Verifier::new(vec![der(PATHLEN0_CA)], &provider).expect("set up");
+    verifier.system = Some(system);
+    let refused = verifier
+        .verify_server_cert(
+            &der(SIGNED_BY_PLAIN_CA),
+            &[],
+            &name("10.0.0.1"),
+            &[],
+            at(IN_2030),
+        )
+        .map(|_| ());
+    assert!(
+        matches!(
+            refused,
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForNameContext { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
+}
