@@ -18,8 +18,8 @@
 //!
 //! Downloads that finish ahead of the writer are recorded too (format 2), as
 //! they land under their final name in the spool directory (`stash`): a
-//! resumed run re-uses those that still hash to their digest. Format 1
-//! journals (no such records) are continued as well.
+//! resumed run re-uses those that still hash to their digest. A format 1
+//! journal (three-digit volume names) is refused: remove it to start over.
 //!
 
 use std::collections::{HashMap, HashSet};
@@ -41,8 +41,10 @@ use crate::manifest::{Entry, EntryKind, Volume, volume_name};
 pub const FILE_NAME: &str = ".bundle-create.journal";
 /// The journal format this version writes.
 const VERSION: u32 = 2;
-/// The oldest journal format this version continues (it has no spooled blobs).
-const OLDEST: u32 = 1;
+/// The oldest journal format this version continues. Format 1 is refused:
+/// its volumes have three-digit names, which this version neither writes nor
+/// reads (a continued run would leave them beside the new ones).
+const OLDEST: u32 = 2;
 /// A journal larger than this is not a journal this tool wrote.
 const MAX_JOURNAL: u64 = 1 << 30;
 
@@ -720,21 +722,23 @@ mod tests {
     }
 
     #[test]
-    fn a_format_1_journal_is_continued_and_spooled_blobs_survive_recovery() {
+    fn a_format_1_journal_is_refused_and_spooled_blobs_survive_recovery() {
         let volume_size = 64 * 1024;
         let items = items(&[vec![7u8; 1000], vec![8u8; 2000]]);
         let dir = tempfile::tempdir().unwrap();
         killed_run(dir.path(), volume_size, &items, items.len(), 0);
-        // As the previous version wrote it: format 1, no spool directory.
+        // The header the previous version wrote (format 1, three-digit volume names).
         let path = dir.path().join(FILE_NAME);
         let text = std::fs::read_to_string(&path).unwrap();
-        let (first, rest) = text.split_once('\n').unwrap();
+        let first = text.lines().next().unwrap();
         let mut old: Header = serde_json::from_str(first).unwrap();
         old.journal = 1;
-        let old_text = format!("{}\n{rest}", serde_json::to_string(&old).unwrap());
-        std::fs::write(&path, old_text).unwrap();
         let out = dir.path();
-        header(volume_size).check_same(&old, out).unwrap();
+        let refused = header(volume_size).check_same(&old, out).unwrap_err();
+        assert!(
+            refused.to_string().contains("another bundle version (journal format 1)"),
+            "{refused}"
+        );
         let r = recover(out, &header(volume_size)).unwrap();
         assert_eq!(r.entries.len(), items.len());
         assert!(r.spooled.is_empty());
