@@ -906,7 +906,12 @@ pub fn mirror_config_outcome(data: &[u8]) -> Option<bool> {
             ImageReference::from_str(&r.image.source),
             ImageReference::from_str(&r.target),
         ) {
-            (Ok(source), Ok(target)) => {
+            // An IPv6 registry has no place in containers/image's references: refused.
+            (Ok(source), Ok(target))
+                if ![&source, &target]
+                    .iter()
+                    .any(|r| r.host.as_deref().is_some_and(|h| h.starts_with('['))) =>
+            {
                 let source = repository(&source);
                 let tagged = r.image.tag.is_some();
                 let target_text = if tagged {

@@ -736,7 +736,9 @@ mod tests {
         let out = dir.path();
         let refused = header(volume_size).check_same(&old, out).unwrap_err();
         assert!(
-            refused.to_string().contains("another bundle version (journal format 1)"),
+            refused
+                .to_string()
+                .contains("another bundle version (journal format 1)"),
             "{refused}"
         );
         let r = recover(out, &header(volume_size)).unwrap();

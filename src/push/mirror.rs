@@ -74,13 +74,20 @@ pub fn check_registry_names(
         .filter(|i| !i.source.starts_with("oci:"))
         .map(|i| (i.reference.as_str(), i.source.as_str()));
     for (image, reference) in std::iter::once(("(all: the target)", destination)).chain(sources) {
-        if reference.starts_with('[') {
-            let host = reference.split('/').next().unwrap_or(reference);
-            return Err(MirrorConfigError::Ipv6Host {
-                image: image.to_owned(),
-                host: host.to_owned(),
-            });
-        }
+        let host = reference.split('/').next().unwrap_or(reference);
+        nameable(host, image)?;
+    }
+    Ok(())
+}
+
+/// `host` (`host[:port]`) of `image`, unless it is an IPv6 address, which
+/// containers/image's reference grammar has no room for.
+fn nameable(host: &str, image: &str) -> Result<(), MirrorConfigError> {
+    if host.starts_with('[') {
+        return Err(MirrorConfigError::Ipv6Host {
+            image: image.to_owned(),
+            host: host.to_owned(),
+        });
     }
     Ok(())
 }
@@ -180,6 +187,9 @@ pub fn mirror_config(
                     image: image(),
                     error: Box::new(error),
                 })?;
+        for reference in [&source, &target] {
+            nameable(reference.host.as_deref().unwrap_or_default(), &image())?;
+        }
         // Both sides passed the reference grammar, which has no '=', '#',
         // space or line end: mapping.txt splits them unambiguously.
         let (source_repo, target_repo) = (repository_of(&source), repository_of(&target));
@@ -683,6 +693,33 @@ mod tests {
         ] {
             assert!(is_dns_1123(name), "{name}");
             assert_eq!(read_back(id), expected(name), "id {id:?}");
+        }
+    }
+
+    /// An IPv6 registry, on either side, is refused naming the image: podman
+    /// would refuse the whole registries.conf.
+    #[test]
+    fn ipv6_registries_are_refused_on_either_side() {
+        let mut from_v6 = images();
+        from_v6.insert(
+            1,
+            image(
+                "v6/src:1",
+                "[::1]:5000/v6/src:1",
+                "mirror/v6/src",
+                Some("1"),
+            ),
+        );
+        let mut to_v6 = images();
+        to_v6[0].target = format!("[::1]:5000/{}", to_v6[0].image.repository);
+        let first = to_v6[0].image.reference.clone();
+        for (all, image_name) in [(from_v6, "v6/src:1".to_owned()), (to_v6, first)] {
+            match mirror_config(&all, ID, &MirrorOptions::default()) {
+                Err(MirrorConfigError::Ipv6Host { image, host }) => {
+                    assert_eq!((image, host), (image_name, "[::1]:5000".to_owned()))
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

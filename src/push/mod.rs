@@ -46,7 +46,7 @@ pub use mirror::{
     write_mirror_config,
 };
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -264,15 +264,17 @@ pub fn push(
     let registry = connect(&m)?.with_upload_chunk_size(upload::CHUNK);
     let survey = rt.block_on(survey(&registry, &m, &mapped, &opts.mount_from, opts.jobs))?;
     // An image the target lacks nothing of is already there whatever follows.
+    let missing: HashSet<(&str, Digest)> = survey
+        .work
+        .iter()
+        .flat_map(|(d, w)| w.missing.iter().map(move |repo| (repo.as_str(), *d)))
+        .collect();
     let lacking: Vec<bool> = mapped
         .iter()
         .map(|img| {
-            img.needs.iter().any(|d| {
-                survey
-                    .work
-                    .get(d)
-                    .is_some_and(|w| w.missing.contains(&img.repository))
-            })
+            img.needs
+                .iter()
+                .any(|d| missing.contains(&(img.repository.as_str(), *d)))
         })
         .collect();
     for (result, lacks) in out.images.iter_mut().zip(&lacking) {
@@ -404,8 +406,8 @@ async fn survey(
         .collect();
     let sizes: HashMap<Digest, u64> = m.entries.iter().map(|e| (e.digest, e.size)).collect();
     let is_manifest = |d: &Digest| kinds.get(d).is_some_and(|t| oci::is_manifest_like(t));
-    // The tags, for what each image's tag names now (an image tagged at its
-    // digest is already there). Its blobs are asked for all the same, as
+    // The tags, for what each image's tag names now (the tagging needs it).
+    // Every blob is asked for, those of images already tagged too, as
     // skopeo does: a registry accepts a manifest only with everything it
     // references, but a blob can go later (deleted, garbage-collected), and
     // a re-push must find and repair that rather than count it as there.

@@ -50,7 +50,9 @@ fn fnv32a(bytes: &[u8]) -> u32 {
 
 /// The text of mapping.txt for `entries`: a comment line, then one line per
 /// destination (a destination given twice, which only the same digest can
-/// be, is written once).
+/// be, is written once). A generated tag never takes a destination another
+/// image has: it is numbered on (`-2`, `-3`, …) until free, so no image is
+/// left out of the file.
 pub(super) fn mapping_text(comment: &str, entries: &[MappingEntry]) -> String {
     // Target repositories that receive more than one digest-only image.
     let mut by_digest: BTreeMap<&str, BTreeSet<Digest>> = BTreeMap::new();
@@ -60,19 +62,45 @@ pub(super) fn mapping_text(comment: &str, entries: &[MappingEntry]) -> String {
             .or_default()
             .insert(e.digest);
     }
-    let mut out = format!("# {}\n", super::quoted::comment_text(comment));
-    let mut destinations = BTreeSet::new();
+    let source_of = |e: &MappingEntry| format!("{}@{}", e.source_repository, e.digest);
+    let hashed =
+        |e: &MappingEntry| e.tag.is_none() && by_digest[e.target_repository.as_str()].len() > 1;
+    // Destination → source: first what the images name themselves (their
+    // tags, or their bare repository), then the generated tags around them.
+    let mut taken: BTreeMap<String, String> = BTreeMap::new();
+    let mut destination_of = Vec::with_capacity(entries.len());
     for e in entries {
-        let source = format!("{}@{}", e.source_repository, e.digest);
         let destination = match &e.tag {
-            Some(tag) => format!("{}:{tag}", e.target_repository),
-            None if by_digest[e.target_repository.as_str()].len() > 1 => {
-                format!("{}:{:x}", e.target_repository, fnv32a(source.as_bytes()))
-            }
-            None => e.target_repository.clone(),
+            Some(tag) => Some(format!("{}:{tag}", e.target_repository)),
+            None if hashed(e) => None,
+            None => Some(e.target_repository.clone()),
         };
-        if destinations.insert(destination.clone()) {
-            out.push_str(&format!("{source}={destination}\n"));
+        if let Some(d) = &destination {
+            taken.entry(d.clone()).or_insert_with(|| source_of(e));
+        }
+        destination_of.push(destination);
+    }
+    for (e, destination) in entries.iter().zip(&mut destination_of) {
+        if destination.is_some() {
+            continue;
+        }
+        let source = source_of(e);
+        let base = format!("{}:{:x}", e.target_repository, fnv32a(source.as_bytes()));
+        let mut candidate = base.clone();
+        let mut n = 2;
+        while taken.get(&candidate).is_some_and(|s| *s != source) {
+            candidate = format!("{base}-{n}");
+            n += 1;
+        }
+        taken.insert(candidate.clone(), source);
+        *destination = Some(candidate);
+    }
+    let mut out = format!("# {}\n", super::quoted::comment_text(comment));
+    let mut written = BTreeSet::new();
+    for (e, destination) in entries.iter().zip(destination_of) {
+        let destination = destination.expect("every entry has a destination");
+        if written.insert(destination.clone()) {
+            out.push_str(&format!("{}={destination}\n", source_of(e)));
         }
     }
     out
@@ -194,6 +222,31 @@ mod tests {
             assert!(src.digest.is_some() && src.tag.is_none(), "{src}");
             assert!(dst.digest.is_none(), "{dst}");
         }
+    }
+
+    /// A generated tag that another image already has as its own tag is
+    /// numbered on: every image keeps its line, and oc accepts the file.
+    #[test]
+    fn a_generated_tag_taken_by_another_image_is_numbered_on() {
+        let (a, b, c) = (Digest::of(b"a"), Digest::of(b"b"), Digest::of(b"c"));
+        let tag_y = |d: Digest| format!("{:x}", fnv32a(format!("quay.io/t/y@{d}").as_bytes()));
+        let entries = vec![
+            entry("quay.io/t/y", a, "reg:5000/m/t/y", None),
+            entry("quay.io/t/y", b, "reg:5000/m/t/y", None),
+            // Listed after, it still keeps its own tag.
+            entry("quay.io/t/z", c, "reg:5000/m/t/y", Some(&tag_y(a))),
+        ];
+        let text = mapping_text("c", &entries);
+        oc_parse_file(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                format!("quay.io/t/y@{a}=reg:5000/m/t/y:{}-2", tag_y(a)),
+                format!("quay.io/t/y@{b}=reg:5000/m/t/y:{}", tag_y(b)),
+                format!("quay.io/t/z@{c}=reg:5000/m/t/y:{}", tag_y(a)),
+            ]
+        );
     }
 
     /// FNV-32a's published test vectors.

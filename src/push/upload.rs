@@ -90,7 +90,7 @@ impl Reading<'_> {
         *stats = lock(&ctx.stats).clone();
         uploaded?;
         read?;
-        let refused = std::mem::take(&mut *ctx.refused.lock().unwrap_or_else(|p| p.into_inner()));
+        let refused = std::mem::take(&mut *lock(&ctx.refused));
         let pushed = std::mem::take(&mut lock(&ctx.pushed).manifests);
         Ok(Outcome { refused, pushed })
     }
