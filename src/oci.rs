@@ -73,7 +73,8 @@ pub struct Platform {
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
+        // `"variant": ""` (some tools write it) is no variant, not `os/arch/`.
+        if let Some(v) = self.variant.as_deref().filter(|v| !v.is_empty()) {
             write!(f, "/{v}")?;
         }
         Ok(())
@@ -304,6 +305,14 @@ pub const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_variant_is_no_variant() {
+        let config = br#"{"architecture":"amd64","os":"linux","variant":"","rootfs":{}}"#;
+        let platform = config_platform(config).expect("a platform");
+        assert_eq!(platform.to_string(), "linux/amd64");
+        crate::manifest::Platforms::from_strings(&[platform.to_string()]).expect("in the grammar");
+    }
 
     #[test]
     fn the_layout_index_is_what_serde_writes_for_a_layout_index() {

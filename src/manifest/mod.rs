@@ -25,7 +25,7 @@ pub const SIGNATURE_FILE_NAME: &str = "bundle.json.minisig";
 /// The checksum file for `sha256sum -c`.
 pub const SUMS_FILE_NAME: &str = "SHA256SUMS";
 /// Volume names (`images.tar.zst.00000`, …), from the format's [`crate::geometry`].
-pub use crate::geometry::{MAX_VOLUMES, VOLUME_DIGITS, VOLUME_PREFIX, volume_index, volume_name};
+pub use crate::geometry::{MAX_VOLUMES, VOLUME_PREFIX, volume_index, volume_name};
 /// The signed description of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
