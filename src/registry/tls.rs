@@ -131,7 +131,7 @@ pub fn read_cert_dir(dir: &Path) -> Result<CertDir, RegistryError> {
     for name in &names {
         let bytes = name.as_bytes();
         let path = dir.join(name);
-        if bytes.ends_with(b".crt") {
+        if is_ca_file_name(bytes) {
             let pem = match read_pem_file(&path) {
                 Ok(pem) => pem,
                 // Removed since the listing: as containers/image, not an error.
@@ -168,6 +168,13 @@ pub fn read_cert_dir(dir: &Path) -> Result<CertDir, RegistryError> {
         }
     }
     Ok(out)
+}
+
+/// Whether a certificate directory's file of this name holds CA certificates
+/// (`*.crt`, as containers/image's `strings.HasSuffix(name, ".crt")`), the one
+/// rule both the TLS set-up and the install-config trust bundle list by.
+fn is_ca_file_name(name: &[u8]) -> bool {
+    name.ends_with(b".crt")
 }
 
 /// The certificates of a PEM file of CA certificates (`path` names it in
@@ -258,7 +265,7 @@ pub fn ca_cert_files(opts: &ClientOptions, host_port: &str) -> Result<Vec<PathBu
             .map(|e| e.map(|e| e.path()))
             .collect::<Result<_, _>>()
             .map_err(read_err)?;
-        crt.retain(|p| p.extension().is_some_and(|x| x == "crt"));
+        crt.retain(|p| p.file_name().is_some_and(|n| is_ca_file_name(n.as_bytes())));
         crt.sort();
         files.extend(crt);
     }

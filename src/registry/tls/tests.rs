@@ -487,3 +487,22 @@ fn the_given_cas_do_not_hide_why_the_system_roots_refused() {
         "{refused:?}"
     );
 }
+
+/// What the TLS set-up trusts from a certificate directory and what push
+/// writes into install-config's trust bundle are the same files.
+#[test]
+fn the_trust_bundle_lists_the_ca_files_the_tls_set_up_reads() {
+    let dir = dir_with(&[
+        (".crt", PLAIN_CA),
+        ("b.crt", PATHLEN0_CA),
+        ("c.pem", PLAIN_CA),
+    ]);
+    let opts = ClientOptions {
+        cert_dir: Some(dir.path().to_owned()),
+        ..ClientOptions::default()
+    };
+    let files = ca_cert_files(&opts, "reg.example:5000").expect("listed");
+    let read = read_cert_dir(dir.path()).expect("read");
+    assert_eq!(files, [dir.path().join(".crt"), dir.path().join("b.crt")]);
+    assert_eq!(read.ca_certs.len(), files.len());
+}
